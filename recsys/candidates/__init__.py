@@ -1,0 +1,1 @@
+"""Candidate sources: models that score the whole catalog for a user (retrieval stage)."""

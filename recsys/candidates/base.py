@@ -1,0 +1,37 @@
+"""The contract every catalog-scoring model follows, so evaluation and serving treat them alike."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Scores every catalog item for a batch of users.
+
+    ``fit`` takes the user x item training matrix (CSR, binary or weighted). ``score`` takes the
+    users' contiguous indices and the same-shaped history matrix (so a model like EASE can score
+    users from history alone) and returns a dense (n_users_in_batch, n_items) float32 array.
+    """
+
+    name: str
+
+    def fit(self, train: sp.csr_matrix) -> "Scorer": ...
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray: ...
+
+    def save(self, directory: Path) -> None: ...
+
+
+def write_meta(directory: Path, **meta) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def read_meta(directory: Path) -> dict:
+    return json.loads((directory / "meta.json").read_text())

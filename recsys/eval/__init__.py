@@ -1,0 +1,1 @@
+"""Offline evaluation: vectorised ranking metrics and the top-N protocol."""
