@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 log = logging.getLogger(__name__)
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines are noise
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,9 @@
+"""Configuration layer: dataclass schemas for every Hydra config group, their ConfigStore
+registration, and one-line validation of command-line overrides.
+
+This is the one place in ``recsys/`` that knows about Hydra; library code takes plain values.
+"""
+
+from recsys.config.schema import register_configs
+
+__all__ = ["register_configs"]

@@ -1,0 +1,1 @@
+"""Deployment glue: Ray Serve router and Triton model repository (imports recsys, never the reverse)."""
