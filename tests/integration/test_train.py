@@ -1,0 +1,70 @@
+"""train.py end to end: artefacts, wandb offline run, sweeps, and the ml-1m benchmark number."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from recsys.config import register_configs
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from train import train  # noqa: E402
+
+
+def _cfg(overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_train_writes_artefacts_and_an_offline_wandb_run(tmp_path, capsys):
+    cfg = _cfg(["model=popular", "logger=wandb", "trainer.progress=false"])
+    results = train(cfg, tmp_path)
+    assert set(results) == {"popular"}
+    assert json.loads((tmp_path / "metrics.json").read_text())["popular"]["ndcg@10"] > 0.1
+    assert (tmp_path / "model" / "counts.npy").exists()
+    assert (tmp_path / "model" / "item_index.parquet").exists()
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    out = capsys.readouterr().out
+    assert "| ndcg@10 |" in out and "Top 10 from popular:" in out
+
+
+def test_main_job_prints_metrics_and_titles(tmp_path):
+    """What `make run` runs: EASE on the bundled data, metrics and a sample user's top 10."""
+    proc = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path}", "trainer.progress=false"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| metric | ease | popular |" in proc.stdout
+    top = proc.stdout.split("Top 10 from ease:\n")[1].splitlines()
+    assert len(top) >= 10 and top[0].startswith("  1. ") and "(" in top[0]  # "Title (year)"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["ease"]["ndcg@10"] > metrics["popular"]["ndcg@10"]
+    assert (tmp_path / ".hydra" / "config.yaml").exists()
+
+
+def test_multirun_sweep(tmp_path, data_root):
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", "model=ease,popular", "data=ml-latest-small,ml-100k",
+         f"data.root={data_root}", "logger=none", "trainer.progress=false",
+         f"hydra.sweep.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(tmp_path.glob("*/metrics.json"))) == 4
+
+
+@pytest.mark.slow
+def test_ml1m_benchmark_reproduces_ease(tmp_path, data_root):
+    cfg = _cfg(["experiment=ml1m_benchmark", f"data.root={data_root}", "logger=none",
+                "trainer.progress=false"])
+    results = train(cfg, tmp_path)
+    assert results["ease"]["ndcg@10"] == pytest.approx(0.375, abs=0.005)
+    assert results["ease"]["recall@20"] == pytest.approx(0.32, abs=0.01)
+    assert results["popular"]["ndcg@10"] < results["ease"]["ndcg@10"] / 1.5
