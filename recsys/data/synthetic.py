@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -156,10 +157,11 @@ class SyntheticConfig:
                 problems.append(f"{name} {rule}, got {value!r}")
         share_names = ("play_share", "click_share", "rating_share", "search_share")
         if not bad_float.intersection(share_names):
-            shares = [getattr(self, n) for n in share_names]
-            if min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-6:
-                problems.append(f"event type shares must be >= 0 and sum to 1, got "
-                                f"{dict(zip(share_names, shares, strict=True))} (sum {sum(shares):g})")
+            shares = {n: getattr(self, n) for n in share_names}
+            total = sum(shares.values())
+            if min(shares.values()) < 0 or abs(total - 1.0) > 1e-6:
+                problems.append(f"event type shares must be >= 0 and sum to 1, got {shares} "
+                                f"(sum {total:g})")
         if _is_int(self.n_genres) and _is_int(self.n_items) and self.n_genres > self.n_items > 0:
             problems.append(f"n_genres ({self.n_genres}) cannot exceed n_items ({self.n_items}): "
                             "every genre needs a title")
@@ -539,19 +541,30 @@ def _prepare(out: Path, overwrite: bool) -> None:
 def _write_chunk(config: SyntheticConfig, catalog: Catalog, chunk: int, total: int, out: Path,
                  advance) -> np.ndarray:
     """Write one chunk's users and events (batch by batch, one row group each); return its event
-    counts by type, (4,) int64."""
+    counts by type, (4,) int64.
+
+    Parquet encoding runs on a writer thread (pyarrow releases the GIL, as do numpy's random and
+    searchsorted loops), so the next batch is drawn while the last one is written; at most one
+    batch waits, which keeps memory at about two batches.
+    """
     users = make_users(config, chunk, total)
     name = f"part-{chunk:05d}.parquet"
     pq.write_table(users.table(catalog.genre_names), out / "users" / name)
     rng = _rng(config.seed, _KEY_CHUNK, chunk, _STREAM_EVENTS)
     by_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    with pq.ParquetWriter(out / "interactions" / name, INTERACTIONS_ARROW) as writer:
+    with (pq.ParquetWriter(out / "interactions" / name, INTERACTIONS_ARROW) as writer,
+          ThreadPoolExecutor(max_workers=1) as pool):
+        pending: Future | None = None
         for a, b in _batches(users.counts, config.batch_events):
             table = make_events(config, catalog, users, a, b, rng)
-            writer.write_table(table)
-            codes = table.column("event_type").combine_chunks().indices.to_numpy()
+            codes = table.column("event_type").chunk(0).indices.to_numpy()
             by_type += np.bincount(codes, minlength=len(EVENT_TYPES))
+            if pending is not None:
+                pending.result()  # also re-raises a failed write here
+            pending = pool.submit(writer.write_table, table)
             advance(table.num_rows)
+        if pending is not None:
+            pending.result()
     return by_type
 
 

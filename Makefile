@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PIP_EXTRA ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast lint doctor bench lock clean
+
+# The venv is rebuilt only when the lock or the package metadata change.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --no-deps $(PIP_EXTRA) -r requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Main job on the bundled ml-latest-small: train EASE, evaluate, print metrics and a top-10.
+run: setup
+	$(BIN)/python train.py
+
+## The whole test suite (unit + integration with real Ray, Triton, wandb offline).
+test: setup
+	$(BIN)/python -m pytest -q --timeout=900
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+lint: setup
+	$(BIN)/ruff check recsys serve scripts tests train.py
+
+doctor: setup
+	$(BIN)/python -m recsys.doctor
+
+bench: setup
+	$(BIN)/python scripts/bench_baselines.py
+
+## Re-resolve requirements.in into requirements.lock (needs the package index).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q -r requirements.in && .lock-venv/bin/pip install -q --no-deps torchrec==1.8.0
+	{ head -3 requirements.lock; .lock-venv/bin/pip freeze | grep -v '^-e'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) outputs multirun wandb .pytest_cache
