@@ -23,8 +23,7 @@ from recsys.candidates.popular import MostPopular
 from recsys.config import register_configs
 from recsys.config.overrides import check_overrides
 from recsys.data import load_dataset
-from recsys.data.splits import split_interactions
-from recsys.eval.protocol import EvalData, evaluate
+from recsys.eval.protocol import evaluate, prepare
 from recsys.eval.report import metrics_table, sample_recommendations
 from recsys.tracking import start_tracker
 
@@ -37,13 +36,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     data_params = OmegaConf.to_container(cfg.data, resolve=True)
     dataset = load_dataset(**data_params)
     log.info(dataset.summary())
-    split = split_interactions(dataset.interactions, cfg.split.kind, cfg.split.fraction,
-                               cfg.split.seed)
-    log.info(split.summary())
-    data = EvalData.build(split.train, split.test, dataset.n_users, dataset.n_items,
+    split, data = prepare(dataset, cfg.split.kind, cfg.split.fraction, cfg.split.seed,
                           cfg.eval.positive_threshold)
-    if len(data.users) == 0:
-        raise RecsysError("no test user has a held-out positive: lower eval.positive_threshold")
+    log.info(split.summary())
 
     model = instantiate(cfg.model).fit(data.train)
     evaluate_kw = dict(ks=list(cfg.eval.ks), batch_size=cfg.trainer.eval_batch_size,

@@ -440,10 +440,11 @@ def _event_genres(config, rng, users: UserChunk, row, session, session_user) -> 
     a fresh draw; both follow the user's affinity."""
     n_genres = config.n_genres
     cum_flat = users.affinity_cum_flat  # (n * n_genres,)
-    fresh = _sample_rows(cum_flat, row, rng.random(len(row)), n_genres)  # (E,)
     of_session = _sample_rows(cum_flat, session_user, rng.random(len(session_user)), n_genres)
-    stick = rng.random(len(row)) < config.session_genre_stickiness
-    return np.where(stick, of_session[session], fresh)
+    genre = of_session[session]  # (E,)
+    fresh = np.flatnonzero(rng.random(len(row)) >= config.session_genre_stickiness)  # (F,)
+    genre[fresh] = _sample_rows(cum_flat, row[fresh], rng.random(len(fresh)), n_genres)
+    return genre
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

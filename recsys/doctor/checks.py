@@ -113,7 +113,7 @@ def wandb_smoke() -> str:
         WANDB_MODE="offline", WANDB_DIR=tmp, WANDB_SILENT="true", WANDB_CONSOLE="off"
     ):
         run = wandb.init(project="recsys-doctor", dir=tmp, mode="offline",
-                         config={"smoke": True}, reinit="finish_previous")
+                         config={"smoke": True}, reinit="create_new")
         run.log({"loss": 0.5})
         run.log({"loss": 0.25})
         run.finish()

@@ -12,7 +12,7 @@ import warnings
 
 NOISY_LOGGERS = (
     "ray", "faiss", "faiss.loader", "torchrec", "fbgemm_gpu", "torch.fx._symbolic_trace",
-    "torch.distributed", "pytriton", "tritonclient", "wandb", "recsys.device",
+    "torch.distributed", "pytriton", "tritonclient", "wandb",
 )
 NOISY_WARNING_MODULES = r"(torchrec|fbgemm_gpu|torch|ray|pytriton|tritonclient|wandb)(\..*)?"
 

@@ -11,8 +11,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from recsys.doctor.versions import VersionRow
+if TYPE_CHECKING:  # the real import pulls in torch; reporting must stay import-light
+    from recsys.doctor.versions import VersionRow
 
 THREAD_PREFIX = "doctor-check-"
 DEFAULT_FIX = "pip install --no-deps -r requirements.lock"
@@ -49,7 +51,7 @@ class CheckResult:
     timed_out: bool = False
 
 
-def one_line(exc: BaseException, limit: int = 240) -> str:
+def one_line(exc: BaseException, limit: int = 320) -> str:
     """``Type: message`` on one line (multi-line library errors are joined with ' | ')."""
     msg = " | ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
     text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
@@ -77,7 +79,7 @@ def run_check(check: Check) -> CheckResult:
     thread.join(check.timeout_s)
     seconds = time.perf_counter() - start
     if thread.is_alive():
-        exc = TimeoutError(f"no result within {check.timeout_s:.0f}s")
+        exc = TimeoutError(f"no result within {check.timeout_s:g} s")
         return CheckResult(check.name, False, seconds, one_line(exc), check.fix_for(exc),
                            timed_out=True)
     if "exc" in box:
@@ -107,6 +109,7 @@ def exit_code(results: Iterable[CheckResult]) -> int:
 
 
 def format_versions(rows: Iterable[VersionRow]) -> str:
+    """Aligned component | version | GPU-variant table."""
     rows = list(rows)
     w1 = max([len("component"), *(len(r.component) for r in rows)])
     w2 = max([len("version"), *(len(r.version) for r in rows)])
@@ -125,10 +128,8 @@ def results_header() -> str:
 def format_result(result: CheckResult, verbose: bool = False) -> str:
     status = "PASS" if result.ok else "FAIL"
     line = f"{status:<6}  {result.name:<{NAME_WIDTH}}  {result.seconds:>7.2f}  {result.detail}"
-    if not result.ok:
-        line += f"\n{'':<6}  {'':<{NAME_WIDTH}}  {'':>7}  fix: {result.fix}"
-        if verbose and result.trace:
-            line += "\n" + result.trace.rstrip()
+    if not result.ok and verbose and result.trace:
+        line += "\n" + result.trace.rstrip()
     return line
 
 
@@ -136,6 +137,6 @@ def format_summary(results: list[CheckResult], wall_s: float) -> str:
     failed = [r for r in results if not r.ok]
     if not failed:
         return f"all {len(results)} smokes passed in {wall_s:.1f} s"
-    lines = [f"{len(failed)} of {len(results)} smokes FAILED ({wall_s:.1f} s):"]
+    lines = [f"{len(failed)} of {len(results)} smokes FAILED ({wall_s:.1f} s). To fix:"]
     lines += [f"  {r.name}: {r.fix}" for r in failed]
     return "\n".join(lines)

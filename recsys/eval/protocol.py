@@ -19,8 +19,10 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from recsys import RecsysError
 from recsys.candidates.base import Scorer
-from recsys.data.dataset import interaction_matrix
+from recsys.data.dataset import Dataset, interaction_matrix
+from recsys.data.splits import Split, split_interactions
 from recsys.eval.metrics import ranking_metrics
 
 
@@ -54,6 +56,17 @@ class EvalData:
     def item_popularity(self) -> np.ndarray:
         """(n_items,) share of users with each item in train, for novelty."""
         return np.asarray((self.train > 0).sum(axis=0)).ravel() / max(1, self.train.shape[0])
+
+
+def prepare(dataset: Dataset, kind: str = "random", fraction: float = 0.2, seed: int = 42,
+            positive_threshold: float | None = 4.0) -> tuple[Split, EvalData]:
+    """Split a dataset and build the protocol's matrices (the same for every model compared)."""
+    split = split_interactions(dataset.interactions, kind, fraction, seed)
+    data = EvalData.build(split.train, split.test, dataset.n_users, dataset.n_items,
+                          positive_threshold)
+    if len(data.users) == 0:
+        raise RecsysError("no test user has a held-out positive: lower eval.positive_threshold")
+    return split, data
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -127,7 +127,8 @@ def _check_numpy() -> None:
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     """First line of an error plus its innermost ``XxxError: ...`` line (server tracebacks)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = str(exc).replace("Traceback (most recent call last):", "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__
     inner = [ln for ln in lines[1:] if ln.split(":")[0].endswith(("Error", "Exception"))]
