@@ -1,1 +1,4 @@
-"""Deployment glue: Ray Serve router and Triton model repository (imports recsys, never the reverse)."""
+"""Deployment glue: Ray Serve router and Triton model repository.
+
+Imports recsys, never the reverse.
+"""

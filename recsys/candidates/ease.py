@@ -28,7 +28,7 @@ class EASE:
         self.device = resolve_device(device)
         self.weights: torch.Tensor | None = None  # (n_items, n_items) B, zero diagonal
 
-    def fit(self, train: sp.csr_matrix) -> "EASE":
+    def fit(self, train: sp.csr_matrix) -> EASE:
         gram = torch.from_numpy((train.T @ train).toarray().astype(np.float32))  # (I, I)
         gram = gram.to(self.device)
         gram.diagonal().add_(self.l2)
@@ -50,7 +50,7 @@ class EASE:
         torch.save(self.weights.cpu(), directory / "weights.pt")
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> "EASE":
+    def load(cls, directory: Path, device: str = "auto") -> EASE:
         meta = read_meta(directory)
         model = cls(l2=meta["l2"], device=device)
         model.weights = torch.load(directory / "weights.pt").to(model.device)

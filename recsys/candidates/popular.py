@@ -19,7 +19,7 @@ class MostPopular:
     def __init__(self) -> None:
         self.counts: np.ndarray | None = None  # (n_items,) interactions per item in train
 
-    def fit(self, train: sp.csr_matrix) -> "MostPopular":
+    def fit(self, train: sp.csr_matrix) -> MostPopular:
         self.counts = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
         return self
 
@@ -33,7 +33,7 @@ class MostPopular:
         np.save(directory / "counts.npy", self.counts)
 
     @classmethod
-    def load(cls, directory: Path) -> "MostPopular":
+    def load(cls, directory: Path) -> MostPopular:
         assert read_meta(directory)["model"] == cls.name
         model = cls()
         model.counts = np.load(directory / "counts.npy")

@@ -26,7 +26,7 @@ class IdIndex:
         self._lookup = pd.Index(self.raw_ids)
 
     @classmethod
-    def from_ids(cls, *id_arrays) -> "IdIndex":
+    def from_ids(cls, *id_arrays) -> IdIndex:
         values = np.concatenate([np.asarray(a, dtype=np.int64) for a in id_arrays])
         return cls(np.unique(values))
 
@@ -34,7 +34,7 @@ class IdIndex:
         return len(self.raw_ids)
 
     def to_index(self, raw_ids, missing: str = "raise") -> np.ndarray:
-        """Indices of ``raw_ids``; unknown ids raise a KeyError, or map to -1 if missing='ignore'."""
+        """Indices of ``raw_ids``; unknown ids raise KeyError, or give -1 if missing="ignore"."""
         positions = self._lookup.get_indexer(np.asarray(raw_ids, dtype=np.int64))
         if missing == "raise" and (positions < 0).any():
             unknown = np.asarray(raw_ids)[positions < 0][:5].tolist()
@@ -48,5 +48,5 @@ class IdIndex:
         pd.DataFrame({"raw_id": self.raw_ids}).to_parquet(path, index=False)
 
     @classmethod
-    def load(cls, path: Path) -> "IdIndex":
+    def load(cls, path: Path) -> IdIndex:
         return cls(pd.read_parquet(path)["raw_id"].to_numpy())

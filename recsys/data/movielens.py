@@ -34,7 +34,9 @@ def load_movielens(name: str, root: str | Path | None = None) -> Dataset:
     """
     loaders = {"ml-latest-small": _load_latest_small, "ml-100k": _load_100k, "ml-1m": _load_1m}
     if name not in loaders:
-        raise RecsysError(f"unknown MovieLens dataset '{name}'; choose one of {', '.join(DATASETS)}")
+        raise RecsysError(
+            f"unknown MovieLens dataset '{name}'; choose one of {', '.join(DATASETS)}"
+        )
     base = Path(root) if root else BUILTIN_ROOT
     folder = base / name
     if not folder.is_dir():
@@ -98,22 +100,34 @@ def _load_100k(folder: Path) -> Dataset:
                 "item_id": movies["item_id"],
                 "title": movies["title"],
                 "year": _split_title_year(movies["title"]),
-                "genres": [[g for g, f in zip(_ML100K_GENRES, row) if f and g != "unknown"]
-                           for row in flags],
-                "release_date": pd.to_datetime(movies["release"], format="%d-%b-%Y", errors="coerce"),
+                "genres": [
+                    [g for g, f in zip(_ML100K_GENRES, row, strict=True) if f and g != "unknown"]
+                    for row in flags
+                ],
+                "release_date": pd.to_datetime(
+                    movies["release"], format="%d-%b-%Y", errors="coerce"
+                ),
             }
         )
     )
-    users = pd.read_csv(user, sep="|", names=["user_id", "age", "gender", "occupation", "zip"],
-                        dtype={"zip": str})
-    interactions = make_interactions(ratings["user"], ratings["item"], ratings["rating"], ratings["ts"])
+    users = pd.read_csv(
+        user, sep="|", names=["user_id", "age", "gender", "occupation", "zip"], dtype={"zip": str}
+    )
+    interactions = make_interactions(
+        ratings["user"], ratings["item"], ratings["rating"], ratings["ts"]
+    )
     return Dataset("ml-100k", interactions, items, users)
 
 
 def _load_1m(folder: Path) -> Dataset:
     movies_dat, users_dat = _require(folder, "movies.dat", "users.dat")
-    movies = pd.read_csv(movies_dat, sep="::", engine="python", names=["item_id", "title", "genres"],
-                         encoding="latin-1")
+    movies = pd.read_csv(
+        movies_dat,
+        sep="::",
+        engine="python",
+        names=["item_id", "title", "genres"],
+        encoding="latin-1",
+    )
     items = make_items(
         pd.DataFrame(
             {
@@ -124,8 +138,13 @@ def _load_1m(folder: Path) -> Dataset:
             }
         )
     )
-    users = pd.read_csv(users_dat, sep="::", engine="python",
-                        names=["user_id", "gender", "age", "occupation", "zip"], dtype={"zip": str})
+    users = pd.read_csv(
+        users_dat,
+        sep="::",
+        engine="python",
+        names=["user_id", "gender", "age", "occupation", "zip"],
+        dtype={"zip": str},
+    )
     ratings = _read_1m_ratings(folder)
     interactions = make_interactions(
         ratings["userId"], ratings["movieId"], ratings["rating"], ratings["timestamp"]
@@ -137,8 +156,9 @@ def _read_1m_ratings(folder: Path) -> pd.DataFrame:
     """The original ratings.dat if present, else the reconstruction (some timestamps null)."""
     original = folder / "ratings.dat"
     if original.exists():
-        return pd.read_csv(original, sep="::", engine="python",
-                           names=["userId", "movieId", "rating", "timestamp"])
+        return pd.read_csv(
+            original, sep="::", engine="python", names=["userId", "movieId", "rating", "timestamp"]
+        )
     reconstructed = folder / "derived" / "ratings_reconstructed.parquet"
     if reconstructed.exists():
         return pd.read_parquet(reconstructed)

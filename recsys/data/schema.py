@@ -95,14 +95,26 @@ def make_items(df: pd.DataFrame) -> pd.DataFrame:
     """Complete a partial catalog frame with every canonical column and dtype."""
     out = pd.DataFrame({"item_id": df["item_id"].astype("int64")})
     out["title"] = df["title"].astype(object) if "title" in df else None
-    out["year"] = df["year"].astype("Int16") if "year" in df else pd.array([pd.NA] * len(df), "Int16")
+    out["year"] = (
+        df["year"].astype("Int16") if "year" in df else pd.array([pd.NA] * len(df), "Int16")
+    )
     for col in ITEM_LIST_COLUMNS:
         out[col] = df[col].values if col in df else [[] for _ in range(len(df))]
-    out["maturity_rating"] = df["maturity_rating"].astype(object) if "maturity_rating" in df else None
+    out["maturity_rating"] = (
+        df["maturity_rating"].astype(object) if "maturity_rating" in df else None
+    )
     release = df["release_date"] if "release_date" in df else pd.Series(pd.NaT, index=df.index)
     out["release_date"] = pd.to_datetime(release.values).astype("datetime64[s]")
-    columns = ["item_id", "title", "year", "genres", "tags", "maturity_rating", "regions",
-               "release_date"]
+    columns = [
+        "item_id",
+        "title",
+        "year",
+        "genres",
+        "tags",
+        "maturity_rating",
+        "regions",
+        "release_date",
+    ]
     return out[columns].reset_index(drop=True)
 
 

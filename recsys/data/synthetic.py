@@ -116,7 +116,7 @@ class SyntheticConfig:
     time_span_days: float = 365.0
     seed: int = 0
     chunk_users: int = 100_000  # users per part file; bounds per-user arrays
-    batch_events: int = 1_000_000  # events materialised at once; bounds per-event arrays
+    batch_events: int = 500_000  # events materialised at once; bounds per-event arrays
 
     @property
     def n_chunks(self) -> int:
@@ -378,7 +378,9 @@ def make_users(config: SyntheticConfig, chunk: int, total_events: int) -> UserCh
     rng = _rng(config.seed, _KEY_CHUNK, chunk, _STREAM_USERS)
     counts = rng.multinomial(total_events, _below_one(_activity(config, chunk)))
     alpha = config.genre_concentration * config.n_genres * genre_prior(config.n_genres)
-    gammas = rng.standard_gamma(alpha, size=(hi - lo, config.n_genres))  # Dirichlet via gammas
+    # Dirichlet via normalised gammas; float32 draws are ~1.5x faster and precise enough here.
+    gammas = rng.standard_gamma(alpha.astype(np.float32), size=(hi - lo, config.n_genres),
+                                dtype=np.float32).astype(np.float64)  # (n, n_genres)
     totals = gammas.sum(axis=1, keepdims=True)
     degenerate = totals[:, 0] <= 0  # every gamma underflowed (tiny alpha): treat as uniform
     gammas[degenerate] = 1.0
@@ -503,10 +505,12 @@ def generate(config: SyntheticConfig, out_dir: str | Path, progress: bool = True
     pq.write_table(catalog_table(config, catalog), out / "items.parquet")
     totals = chunk_event_totals(config)
     by_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    with tqdm(total=config.n_events, unit="ev", unit_scale=True, disable=not progress,
-              desc="synthetic events") as bar:
+    with (tqdm(total=config.n_events, unit="ev", unit_scale=True, disable=not progress,
+               desc="synthetic events") as bar,
+          _BackgroundWriter() as background):
         for chunk in range(config.n_chunks):
-            by_type += _write_chunk(config, catalog, chunk, int(totals[chunk]), out, bar.update)
+            by_type += _write_chunk(config, catalog, chunk, int(totals[chunk]), out, background,
+                                    bar.update)
     meta = {
         "format": META_FORMAT,
         "version": META_VERSION,
@@ -539,33 +543,64 @@ def _prepare(out: Path, overwrite: bool) -> None:
     (out / "interactions").mkdir(parents=True, exist_ok=True)
 
 
-def _write_chunk(config: SyntheticConfig, catalog: Catalog, chunk: int, total: int, out: Path,
-                 advance) -> np.ndarray:
-    """Write one chunk's users and events (batch by batch, one row group each); return its event
-    counts by type, (4,) int64.
+class _BackgroundWriter:
+    """One thread that writes Parquet while the main thread draws the next batch (pyarrow
+    releases the GIL, as do numpy's random and searchsorted loops).
 
-    Parquet encoding runs on a writer thread (pyarrow releases the GIL, as do numpy's random and
-    searchsorted loops), so the next batch is drawn while the last one is written; at most one
-    batch waits, which keeps memory at about two batches.
+    At most one task waits: ``submit`` first finishes the previous one, which bounds memory at
+    about two batches and re-raises a failed write promptly. Tasks run in submission order, so
+    the files are the same as with synchronous writes.
     """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthetic-writer")
+        self._pending: Future | None = None
+
+    def submit(self, fn, *args) -> None:
+        self.drain()
+        self._pending = self._pool.submit(fn, *args)
+
+    def drain(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> _BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _write_events(writer: pq.ParquetWriter, table: pa.Table, last: bool) -> None:
+    writer.write_table(table)
+    if last:
+        writer.close()
+
+
+def _write_chunk(config: SyntheticConfig, catalog: Catalog, chunk: int, total: int, out: Path,
+                 background: _BackgroundWriter, advance) -> np.ndarray:
+    """Write one chunk's users and events (batch by batch, one row group each) through the
+    background writer; return the chunk's event counts by type, (4,) int64."""
     users = make_users(config, chunk, total)
     name = f"part-{chunk:05d}.parquet"
-    pq.write_table(users.table(catalog.genre_names), out / "users" / name)
+    background.submit(pq.write_table, users.table(catalog.genre_names), out / "users" / name)
     rng = _rng(config.seed, _KEY_CHUNK, chunk, _STREAM_EVENTS)
     by_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    with (pq.ParquetWriter(out / "interactions" / name, INTERACTIONS_ARROW) as writer,
-          ThreadPoolExecutor(max_workers=1) as pool):
-        pending: Future | None = None
-        for a, b in _batches(users.counts, config.batch_events):
-            table = make_events(config, catalog, users, a, b, rng)
-            codes = table.column("event_type").chunk(0).indices.to_numpy()
-            by_type += np.bincount(codes, minlength=len(EVENT_TYPES))
-            if pending is not None:
-                pending.result()  # also re-raises a failed write here
-            pending = pool.submit(writer.write_table, table)
-            advance(table.num_rows)
-        if pending is not None:
-            pending.result()
+    writer = pq.ParquetWriter(out / "interactions" / name, INTERACTIONS_ARROW)
+    batches = list(_batches(users.counts, config.batch_events))
+    if not batches:  # a chunk without events still gets its (empty) part file
+        background.submit(writer.close)
+    for i, (a, b) in enumerate(batches):
+        table = make_events(config, catalog, users, a, b, rng)
+        codes = table.column("event_type").chunk(0).indices.to_numpy()
+        by_type += np.bincount(codes, minlength=len(EVENT_TYPES))
+        background.submit(_write_events, writer, table, i == len(batches) - 1)
+        advance(table.num_rows)
     return by_type
 
 
@@ -613,7 +648,7 @@ def load_synthetic(out_dir: str | Path, max_events: int | None = 100_000_000) ->
     if events.num_rows != n_events:
         raise RecsysError(f"{folder} has {events.num_rows:,} events, meta.json says {n_events:,}")
     interactions = _interactions_frame(events)
-    items = _items_frame(pq.read_table(folder / "items.parquet"))
+    items = _items_frame(pq.read_table(folder / "items.parquet").cast(ITEMS_ARROW))
     users = pa.concat_tables([pq.read_table(p) for p in user_parts]).to_pandas()
     return Dataset("synthetic", interactions, items, users)
 

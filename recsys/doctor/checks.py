@@ -87,7 +87,8 @@ def faiss_smoke(n: int = 2000, dim: int = 32) -> str:
     wrong = int((ids[:, 0] != np.arange(len(queries))).sum())
     assert wrong == 0, f"{wrong}/100 stored vectors did not find themselves"
     assert np.allclose(scores[:, 0], 1.0, atol=1e-4), "self inner product of a unit vector != 1"
-    return f"IndexFlatIP {n}x{dim} on {where}: 100/100 self top-1, score 1.0 (faiss {faiss.__version__})"
+    return (f"IndexFlatIP {n}x{dim} on {where}: 100/100 self top-1, score 1.0 "
+            f"(faiss {faiss.__version__})")
 
 
 @contextlib.contextmanager

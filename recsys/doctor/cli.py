@@ -44,7 +44,8 @@ def select_checks(checks: Sequence[Check], only: str | None, skip: str | None) -
     wanted, unwanted = _names(only), _names(skip)
     unknown = sorted(set(wanted + unwanted) - known)
     if unknown:
-        raise ValueError(f"unknown smoke(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+        raise ValueError(f"unknown smoke(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(sorted(known))}")
     return [c for c in checks if (not wanted or c.name in wanted) and c.name not in unwanted]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from recsys.doctor.report import DEFAULT_FIX
 
 FIXES: dict[str, str] = {
-    "torchrec": f"{DEFAULT_FIX}  (torchrec 1.8.0 needs fbgemm-gpu-cpu==1.8.0 with torch 2.13 on CPU)",
+    "torchrec": f"{DEFAULT_FIX}  (torchrec 1.8.0 wants fbgemm-gpu-cpu==1.8.0 with torch 2.13 CPU)",
     "ray": f"{DEFAULT_FIX}; then `ray stop` to clear stale sessions and check /tmp is writable",
     "faiss": f"{DEFAULT_FIX}  (faiss-cpu==1.15.1; faiss-gpu only on CUDA images)",
     "triton": f"{DEFAULT_FIX}  (nvidia-pytriton==0.7.0 and tritonclient[grpc]==2.73.0, numpy<2)",
@@ -31,7 +31,8 @@ def specific_fix(component: str, exc: BaseException) -> str | None:
     if "_recursion_count" in text or "libpython" in text:
         return f"{ld_library_path_fix()}  (PyTriton's stub must load this interpreter's libpython)"
     if "numpy" in text and ("<2" in text or "NumPy 2" in text or "numpy 2" in text):
-        return "numpy must be <2 for PyTriton: pip install 'numpy==1.26.4' (pyarrow<=25, pandas 2.x)"
+        return ("numpy must be <2 for PyTriton: pip install 'numpy==1.26.4' "
+                "(with pyarrow<=25 and pandas 2.x)")
     if "libtorch_cuda.so" in text:
         return ("CUDA fbgemm-gpu installed next to CPU torch: "
                 "pip uninstall -y fbgemm-gpu && pip install --no-deps fbgemm-gpu-cpu==1.8.0")

@@ -70,7 +70,9 @@ def novelty_at_k(topk: np.ndarray, item_popularity: np.ndarray, k: int) -> float
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
     predicted, actual = np.asarray(predicted, np.float64), np.asarray(actual, np.float64)
     if predicted.shape != actual.shape or predicted.size == 0:
-        raise ValueError(f"rmse needs equal, non-empty shapes, got {predicted.shape}, {actual.shape}")
+        raise ValueError(
+            f"rmse needs equal, non-empty shapes, got {predicted.shape}, {actual.shape}"
+        )
     return float(np.sqrt(np.mean((predicted - actual) ** 2)))
 
 

@@ -44,7 +44,7 @@ class EvalData:
 
     @classmethod
     def build(cls, train: pd.DataFrame, test: pd.DataFrame, n_users: int, n_items: int,
-              positive_threshold: float | None) -> "EvalData":
+              positive_threshold: float | None) -> EvalData:
         train_pos = interaction_matrix(positives(train, positive_threshold), n_users, n_items)
         test_pos = interaction_matrix(positives(test, positive_threshold), n_users, n_items)
         seen = interaction_matrix(train, n_users, n_items)

@@ -43,7 +43,9 @@ def _single_machine_mode() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def local_ray(num_cpus: int = 2, *, log_to_driver: bool = False, **init_kwargs: Any) -> Iterator[str]:
+def local_ray(
+    num_cpus: int = 2, *, log_to_driver: bool = False, **init_kwargs: Any
+) -> Iterator[str]:
     """Start Ray on 127.0.0.1 (dashboard off, logs quiet) and shut it down on exit.
 
     If Ray is already initialised in this process (a caller or a test fixture owns it), reuse it

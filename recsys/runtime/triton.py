@@ -5,7 +5,8 @@ needs, so a server that dies during start-up hangs the caller for two minutes. H
 started, then readiness is polled with our own deadline while watching the process, and only then
 are the models loaded; start-up failures become one ``TritonStartError`` with the server's last log
 lines. The two environment fixes that PyTriton needs on this stack (numpy<2 and the interpreter's
-own libpython on LD_LIBRARY_PATH) are checked/applied here, not left to every caller.
+own libpython on LD_LIBRARY_PATH) are checked/applied here, not left to every caller. On exit the
+server is stopped and any Python-backend stub it leaves orphaned is killed (see ``procs``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pytriton.triton import Triton, TritonConfig
 
 from recsys import RecsysError
 from recsys.runtime.ports import LOCALHOST, free_ports
+from recsys.runtime.procs import child_pids, cmdline, reap
 
 __all__ = [
     "DynamicBatcher", "ModelBinding", "ModelConfig", "Tensor", "TritonHandle", "TritonStartError",
@@ -113,7 +115,8 @@ def ensure_libpython_on_ld_path() -> str | None:
         return None
     parts = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
     if not parts or parts[0] != libdir:
-        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *(p for p in parts if p != libdir)])
+        rest = [p for p in parts if p != libdir]
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *rest])
     return libdir
 
 
@@ -185,7 +188,25 @@ class _DropExpectedExit(logging.Filter):
         return "exited with failure" not in record.getMessage()
 
 
+_STUB = "triton_python_backend_stub"
+
+
+def _reap_stubs(stubs: dict[int, list[str]]) -> None:
+    """Kill Python-backend stubs that outlived the server, and free their shared memory."""
+    for pid in reap(stubs, marker=_STUB):
+        argv = stubs[pid]
+        log.warning("killed orphaned %s pid %s", _STUB, pid)
+        # argv[2] is the stub's shm region; PyTriton names it pytrtion<our pid>-<hash>...
+        if len(argv) > 2 and argv[2].startswith(f"pytrtion{os.getpid()}-"):
+            with contextlib.suppress(OSError):
+                Path("/dev/shm", argv[2]).unlink()
+
+
 def _stop(triton: Triton, handle: TritonHandle, wait_s: float = 10.0) -> None:
+    stubs = {}
+    if handle.pid is not None:
+        stubs = {p: cmdline(p) for p in child_pids(handle.pid)}
+        stubs = {p: argv for p, argv in stubs.items() if _STUB in " ".join(argv)}
     server_log = logging.getLogger("pytriton.server.triton_server")
     drop = _DropExpectedExit()
     server_log.addFilter(drop)
@@ -199,6 +220,7 @@ def _stop(triton: Triton, handle: TritonHandle, wait_s: float = 10.0) -> None:
             handle._server._tritonserver_running_cmd.process.kill()
     finally:
         server_log.removeFilter(drop)
+        _reap_stubs(stubs)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,57 @@
+"""Process helpers for teardown: find a server's children and make sure they are gone.
+
+tritonserver gives up on unloading PyTriton models at its exit timeout and exits "immediately";
+now and then the Python-backend stub it spawned survives as an orphan (ignoring SIGTERM) holding a
+shared-memory region. Reading /proc (Linux, like the rest of this stack) avoids a psutil dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (empty where /proc is unavailable)."""
+    children = []
+    for stat in PROC.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Field 4 is the ppid; split after the ')' because the command name may hold spaces.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def cmdline(pid: int) -> list[str]:
+    """argv of ``pid``, or [] once it has exited."""
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def reap(pids: dict[int, list[str]], marker: str, grace_s: float = 3.0) -> list[int]:
+    """Wait up to ``grace_s`` for ``pids`` to exit, then SIGKILL the ones still running.
+
+    ``pids`` maps pid -> argv recorded while it was known to be ours; a pid is only killed while
+    its argv still contains ``marker`` (so a recycled pid is never hit). Returns the killed pids.
+    """
+    deadline = time.monotonic() + grace_s
+    alive = dict(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {p: a for p, a in alive.items() if marker in " ".join(cmdline(p))}
+        if alive:
+            time.sleep(0.05)
+    killed = []
+    for pid in alive:
+        if marker in " ".join(cmdline(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
