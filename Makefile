@@ -21,7 +21,7 @@ run: setup
 	$(BIN)/python train.py
 
 ## The whole test suite (unit + integration with real Ray, Triton, wandb offline).
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q --timeout=900
 
 test-fast: setup
