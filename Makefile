@@ -40,7 +40,7 @@ bench: setup
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q -r requirements.in && .lock-venv/bin/pip install -q --no-deps torchrec==1.8.0
-	{ head -3 requirements.lock; .lock-venv/bin/pip freeze | grep -v '^-e'; } > requirements.lock.new
+	{ head -3 requirements.lock; .lock-venv/bin/pip freeze --all | grep -vE '^(-e|pip==)'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 clean:

@@ -14,23 +14,28 @@ streaming service. This module draws them from a small generative story:
   carry a watch fraction and ratings a 1-5 score, both higher where the user likes the genre, so
   the engagement label (``watch_fraction > 0.7``) is learnable.
 
-Output folder layout (all Parquet files use the canonical Arrow schemas of ``schema.py``)::
+Output folder layout (Parquet files use the canonical Arrow schemas of ``schema.py``; absent
+ratings and watch fractions are nulls there, NaN once loaded)::
 
-    items.parquet                      the catalog
-    users/part-00000.parquet ...       one part per chunk of ``chunk_users`` users
-    interactions/part-00000.parquet    the same chunks' events, sorted by user then time
+    items.parquet                      the catalog (item ids 1..n_items)
+    users/part-00000.parquet ...       one part per chunk of ``chunk_users`` users (ids 1..n_users):
+                                       country, age bucket and latent_top_genre (ground truth)
+    interactions/part-00000.parquet    the same chunks' events, by user, sessions in time order;
+                                       one row group per batch of ``batch_events``
     meta.json                          config and counts; written last, so it marks completion
 
 Memory is bounded by the chunk (``chunk_users`` users' affinities) and the batch
 (``batch_events`` events materialised at once), never by the totals: the catalog is held in memory
-(O(n_items)) but users and events stream through. Everything is deterministic for a seed: each
-chunk draws from its own ``SeedSequence`` stream keyed by (seed, chunk number).
+(O(n_items)) but users and events stream through. Everything is deterministic: each chunk draws
+from its own ``SeedSequence`` stream keyed by (seed, chunk number), so the same config (chunking
+included) gives byte-identical files in any process. Other chunk sizes give a different draw with
+the same totals and statistics.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import cached_property
@@ -77,6 +82,9 @@ _REGION_AVAILABILITY = 0.6  # chance that a title is licensed in a given region
 _QUALITY_SD = 0.5  # latent item quality, shifts watch fraction and rating
 _WATCH_KAPPA = 3.0  # Beta concentration of the watch fraction: low = many abandon or finish
 _LAST_YEAR = 2024
+# Dictionary-encode only the repetitive columns (ids of sorted users, the 4 event types) and
+# compress with zstd: 40% smaller files and 40% faster writes than pyarrow's defaults here.
+_EVENTS_PARQUET = {"use_dictionary": ["user_id", "event_type"], "compression": "zstd"}
 
 # SeedSequence spawn keys: distinct first words so the streams never collide.
 _KEY_ITEMS, _KEY_CHUNK_TOTALS, _KEY_CHUNK = 0, 1, 2
@@ -216,14 +224,49 @@ class Catalog:
     g_end: np.ndarray  # (n_genres,) int64
     g_lo: np.ndarray  # (n_genres,) float64 cumulative weight before the genre
     g_mass: np.ndarray  # (n_genres,) float64 total weight of the genre
+    guide: GuideTable  # speeds up the inverse-CDF lookups in member_cum
 
     def sample_items(self, genre: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Item index per event: by popularity within the event's genre, one searchsorted over
-        the concatenated table (genre offsets make it a single monotone array)."""
+        """Item index per event: by popularity within the event's genre, one inverse-CDF lookup
+        in the concatenated table (genre offsets make it a single monotone array)."""
         target = self.g_lo[genre] + u * self.g_mass[genre]  # (E,)
-        pos = np.searchsorted(self.member_cum, target, side="right")
+        pos = self.guide.searchsorted(target)
         pos = np.minimum(pos, self.g_end[genre] - 1)  # u * mass may round up to the boundary
         return self.member_item[pos]
+
+
+class GuideTable:
+    """``np.searchsorted(cum, x, side="right")`` for many random x, 3-6x faster on big tables.
+
+    A binary search over a million-entry table misses cache at every level (~300 ns per
+    event). The guide (Chen & Asau's cutpoint method) splits [0, total) into ``2 * len(cum)``
+    equal cells and stores each cell's answer for its left edge, a lower bound for any x in the
+    cell; a few vectorised forward steps finish the job (a cell rarely spans more than a few
+    entries), and the rare leftovers (far tail of steep power laws) fall back to searchsorted.
+    Results equal searchsorted's exactly.
+    """
+
+    max_steps = 8
+
+    def __init__(self, cum: np.ndarray):
+        self.cum = cum  # (n,) float64, non-decreasing
+        self.n_cells = 2 * len(cum)
+        self.scale = self.n_cells / cum[-1]  # cells per unit of mass
+        self.first = np.searchsorted(cum, np.arange(self.n_cells) / self.scale, side="right")
+
+    def searchsorted(self, x: np.ndarray) -> np.ndarray:
+        cell = np.minimum((x * self.scale).astype(np.int64), self.n_cells - 1)  # (E,)
+        cell -= cell / self.scale > x  # float rounding may put x left of its cell's edge
+        pos = self.first[cell]  # (E,) lower bound of the answer
+        last = len(self.cum) - 1
+        todo = np.flatnonzero(self.cum[np.minimum(pos, last)] <= x)  # answers further right
+        for _ in range(self.max_steps):
+            if not len(todo):
+                return pos
+            pos[todo] += 1
+            todo = todo[self.cum[np.minimum(pos[todo], last)] <= x[todo]]
+        pos[todo] = np.searchsorted(self.cum, x[todo], side="right")
+        return pos
 
 
 def genre_prior(n_genres: int) -> np.ndarray:
@@ -256,7 +299,7 @@ def make_catalog(config: SyntheticConfig) -> Catalog:
 
 def _with_sampling_table(names, primary, secondary, weight, quality) -> Catalog:
     """Index every (genre, item) membership, genre by genre and most popular first (popular
-    targets then share cache lines during the binary search)."""
+    targets then share cache lines during the lookups)."""
     n_genres = len(names)
     has_second = secondary >= 0
     member_genre = np.concatenate([primary, secondary[has_second]]).astype(np.int64)
@@ -269,7 +312,7 @@ def _with_sampling_table(names, primary, secondary, weight, quality) -> Catalog:
     cum0 = np.concatenate([[0.0], member_cum])  # cum0[i] = weight of members before i
     g_lo = cum0[g_start]
     return Catalog(names, primary, secondary, weight, quality, member_item, member_cum, g_start,
-                   g_end, g_lo, cum0[g_end] - g_lo)
+                   g_end, g_lo, cum0[g_end] - g_lo, GuideTable(member_cum))
 
 
 def catalog_table(config: SyntheticConfig, catalog: Catalog) -> pa.Table:
@@ -290,6 +333,7 @@ def catalog_table(config: SyntheticConfig, catalog: Catalog) -> pa.Table:
     available = rng.random((n, len(REGIONS)), dtype=np.float32) < _REGION_AVAILABILITY
     nowhere = ~available.any(axis=1)
     available[np.flatnonzero(nowhere), rng.integers(0, len(REGIONS), int(nowhere.sum()))] = True
+    region_codes = np.broadcast_to(np.arange(len(REGIONS), dtype=np.int8), available.shape)
     has_second = catalog.secondary >= 0
     genre_codes = np.stack([catalog.primary, catalog.secondary], axis=1)[
         np.stack([np.ones(n, bool), has_second], axis=1)]  # (n_members,) row-major
@@ -300,7 +344,7 @@ def catalog_table(config: SyntheticConfig, catalog: Catalog) -> pa.Table:
         "genres": _list_array(1 + has_second, genre_codes, catalog.genre_names),
         "tags": _list_array(np.zeros(n, np.int64), np.zeros(0, np.int64), ()),
         "maturity_rating": pa.array(MATURITY_RATINGS).take(pa.array(maturity)),
-        "regions": _list_array(available.sum(axis=1), np.nonzero(available)[1], REGIONS),
+        "regions": _list_array(available.sum(axis=1), region_codes[available], REGIONS),
         "release_date": pa.array(release.astype("datetime64[s]"), pa.timestamp("s")),
     }
     return pa.Table.from_pydict(columns, schema=ITEMS_ARROW)
@@ -309,7 +353,7 @@ def catalog_table(config: SyntheticConfig, catalog: Catalog) -> pa.Table:
 def _list_array(lengths: np.ndarray, codes: np.ndarray, names) -> pa.Array:
     """list<string> from per-row lengths and flat codes into ``names``."""
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    values = pa.array(list(names), pa.string()).take(pa.array(codes.astype(np.int64)))
+    values = pa.array(list(names), pa.string()).take(pa.array(codes))
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
@@ -418,7 +462,8 @@ def _sample_rows(cum_flat: np.ndarray, row: np.ndarray, u: np.ndarray, width: in
     return np.searchsorted(cum_flat, row + u, side="right") - row * width
 
 
-def _sessions(config: SyntheticConfig, rng, user: np.ndarray, first: np.ndarray):
+def _sessions(config: SyntheticConfig, rng: np.random.Generator, user: np.ndarray,
+              first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Session of each event and its timestamp. ``user`` (E,) is sorted and ``first`` marks
     each user's first event. Returns (session id (E,), session row -> user (S,), timestamp (E,))."""
     starts = rng.random(len(user)) < 1.0 / config.mean_session_length  # (E,) bool
@@ -429,15 +474,16 @@ def _sessions(config: SyntheticConfig, rng, user: np.ndarray, first: np.ndarray)
     span = config.time_span_days * 86_400.0
     opens = rng.random(len(head)) * span  # (S,) seconds after start_timestamp
     opens = opens[np.lexsort((opens, session_user))]  # a user's sessions in time order
-    gap = rng.exponential(config.mean_event_gap_s, size=len(user))  # (E,) s since previous event
+    gap = rng.standard_exponential(len(user), dtype=np.float32)  # (E,) gaps in mean-gap units
     gap[head] = 0.0
-    elapsed = np.cumsum(gap)
+    elapsed = np.cumsum(gap, dtype=np.float64) * config.mean_event_gap_s
     elapsed -= elapsed[head][session]  # (E,) seconds since the session opened
     timestamp = config.start_timestamp + np.floor(opens[session] + elapsed).astype(np.int64)
     return session, session_user, timestamp
 
 
-def _event_genres(config, rng, users: UserChunk, row, session, session_user) -> np.ndarray:
+def _event_genres(config: SyntheticConfig, rng: np.random.Generator, users: UserChunk,
+                  row: np.ndarray, session: np.ndarray, session_user: np.ndarray) -> np.ndarray:
     """Genre per event: with probability ``session_genre_stickiness`` the session's genre, else
     a fresh draw; both follow the user's affinity."""
     n_genres = config.n_genres
@@ -455,8 +501,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def make_events(config: SyntheticConfig, catalog: Catalog, users: UserChunk, a: int, b: int,
                 rng: np.random.Generator) -> pa.Table:
-    """Events of users [a, b) of the chunk as an INTERACTIONS_ARROW table, sorted by user and
-    (session) time. All arrays are per event, (E,), E = users.counts[a:b].sum()."""
+    """Events of users [a, b) of the chunk as an INTERACTIONS_ARROW table, by user and, within
+    a user, by session start. All arrays are per event, (E,), E = users.counts[a:b].sum()."""
     counts = users.counts[a:b]
     row = np.repeat(np.arange(a, b), counts)  # (E,) user row within the chunk
     first = (np.cumsum(counts) - counts)[counts > 0]
@@ -466,7 +512,7 @@ def make_events(config: SyntheticConfig, catalog: Catalog, users: UserChunk, a: 
     kind = np.searchsorted(np.cumsum(config.type_shares()), rng.random(len(row)), side="right")
     kind = np.minimum(kind, len(EVENT_TYPES) - 1).astype(np.int8)  # (E,) code into EVENT_TYPES
     # How much the user likes the event's genre relative to their favourite, in (0, 1].
-    like = users.affinity[row, genre] / users.top_affinity[row]
+    like = users.affinity.ravel()[row * config.n_genres + genre] / users.top_affinity[row]
     rating = np.full(len(row), np.nan, dtype=np.float32)
     rated = kind == EVENT_TYPES.index("rating")
     score = 2.0 + 2.5 * like[rated] + catalog.quality[item[rated]]
@@ -479,10 +525,10 @@ def make_events(config: SyntheticConfig, catalog: Catalog, users: UserChunk, a: 
     columns = [
         pa.array(users.user_id[row]),
         pa.array(item.astype(np.int64) + 1),  # item ids are 1-based
-        pa.array(rating),
+        pa.array(rating, from_pandas=True),  # NaN -> null, as pandas' own to_parquet writes it
         pa.array(timestamp),
         pa.DictionaryArray.from_arrays(pa.array(kind), pa.array(list(EVENT_TYPES))),
-        pa.array(watch),
+        pa.array(watch, from_pandas=True),
     ]
     return pa.Table.from_arrays(columns, schema=INTERACTIONS_ARROW)
 
@@ -503,6 +549,7 @@ def generate(config: SyntheticConfig, out_dir: str | Path, progress: bool = True
     _prepare(out, overwrite)
     catalog = make_catalog(config)
     pq.write_table(catalog_table(config, catalog), out / "items.parquet")
+    pa.default_memory_pool().release_unused()  # the catalog's strings are gone for good
     totals = chunk_event_totals(config)
     by_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
     with (tqdm(total=config.n_events, unit="ev", unit_scale=True, disable=not progress,
@@ -535,8 +582,8 @@ def _prepare(out: Path, overwrite: bool) -> None:
             *sorted(out.glob("interactions/part-*.parquet"))]
     existing = [p for p in ours if p.exists()]
     if existing and not overwrite:
-        raise RecsysError(f"{out} already holds a synthetic dataset; pass overwrite "
-                          "(--overwrite) or choose another folder")
+        raise RecsysError(f"{out} already holds a synthetic dataset; pass overwrite=True "
+                          "(--overwrite on the command line) or choose another folder")
     for path in existing:  # meta.json first: an interrupted clean-up reads as unfinished
         path.unlink()
     (out / "users").mkdir(parents=True, exist_ok=True)
@@ -556,7 +603,7 @@ class _BackgroundWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthetic-writer")
         self._pending: Future | None = None
 
-    def submit(self, fn, *args) -> None:
+    def submit(self, fn: Callable[..., object], *args) -> None:
         self.drain()
         self._pending = self._pool.submit(fn, *args)
 
@@ -583,7 +630,7 @@ def _write_events(writer: pq.ParquetWriter, table: pa.Table, last: bool) -> None
 
 
 def _write_chunk(config: SyntheticConfig, catalog: Catalog, chunk: int, total: int, out: Path,
-                 background: _BackgroundWriter, advance) -> np.ndarray:
+                 background: _BackgroundWriter, advance: Callable[[int], object]) -> np.ndarray:
     """Write one chunk's users and events (batch by batch, one row group each) through the
     background writer; return the chunk's event counts by type, (4,) int64."""
     users = make_users(config, chunk, total)
@@ -591,7 +638,7 @@ def _write_chunk(config: SyntheticConfig, catalog: Catalog, chunk: int, total: i
     background.submit(pq.write_table, users.table(catalog.genre_names), out / "users" / name)
     rng = _rng(config.seed, _KEY_CHUNK, chunk, _STREAM_EVENTS)
     by_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    writer = pq.ParquetWriter(out / "interactions" / name, INTERACTIONS_ARROW)
+    writer = pq.ParquetWriter(out / "interactions" / name, INTERACTIONS_ARROW, **_EVENTS_PARQUET)
     batches = list(_batches(users.counts, config.batch_events))
     if not batches:  # a chunk without events still gets its (empty) part file
         background.submit(writer.close)

@@ -15,7 +15,7 @@ import pytest
 
 from recsys import RecsysError
 from recsys.data.schema import INTERACTION_DTYPES, INTERACTIONS_ARROW, ITEMS_ARROW
-from recsys.data.synthetic import SyntheticConfig, generate, load_synthetic
+from recsys.data.synthetic import GuideTable, SyntheticConfig, generate, load_synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = SyntheticConfig(n_users=2_000, n_items=500, n_events=50_000, seed=7, chunk_users=500,
@@ -137,6 +137,24 @@ def test_chunks_write_parts_and_keep_totals(tmp_path, small_dir, small):
     assert len(whole.interactions) == len(small.interactions) == SMALL.n_events
     assert whole.n_users == small.n_users and whole.n_items == small.n_items
     pd.testing.assert_frame_equal(whole.items, small.items)  # the catalog ignores chunking
+
+
+def test_chunks_without_events_still_get_parts(tmp_path):
+    sparse = dataclasses.replace(SMALL, n_users=100, n_events=3, chunk_users=10)
+    data = load_synthetic(generate(sparse, tmp_path, progress=False))
+    assert len(data.interactions) == 3 and data.n_users == 100
+    assert len(list((tmp_path / "interactions").glob("*.parquet"))) == 10
+
+
+@pytest.mark.parametrize("exponent", [0.0, 1.0, 2.5])
+def test_guide_table_matches_searchsorted(exponent):
+    rng = np.random.default_rng(0)
+    weights = rng.permutation(np.arange(1, 20_001) ** -exponent)
+    weights[rng.integers(0, len(weights), 50)] = 0.0  # ties in the running sum
+    cum = np.cumsum(weights)
+    x = np.concatenate([rng.random(100_000) * cum[-1], cum[:100], [0.0, cum[-1]]])
+    expected = np.searchsorted(cum, x, side="right")
+    np.testing.assert_array_equal(GuideTable(cum).searchsorted(x), expected)
 
 
 def test_existing_dataset_needs_overwrite(tmp_path):
