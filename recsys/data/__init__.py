@@ -15,7 +15,26 @@ def load_dataset(name: str, root: str | None = None, **synthetic_params) -> Data
 
         return load_movielens(name, root)
     if name == "synthetic":
-        from recsys.data.synthetic import load_or_generate
-
-        return load_or_generate(root, **synthetic_params)
+        return load_or_generate_synthetic(root, **synthetic_params)
     raise RecsysError(f"unknown dataset '{name}'; choose one of {', '.join(MOVIELENS)}, synthetic")
+
+
+def load_or_generate_synthetic(root: str | None, progress: bool = True, **params) -> Dataset:
+    """Synthetic data for these parameters, generated under ``root`` on first use.
+
+    Each parameter set gets its own sub-folder (named by its values), so a sweep over sizes
+    never reads a stale dataset, and re-runs skip the generation.
+    """
+    from pathlib import Path
+
+    from recsys.data.synthetic import SyntheticConfig, generate, load_synthetic, read_meta
+
+    config = SyntheticConfig(**params)
+    if root is None:
+        raise RecsysError("data.root must name a folder for synthetic data")
+    folder = Path(root) / "_".join(f"{k}={v}" for k, v in sorted(params.items()))
+    try:
+        read_meta(folder)
+    except RecsysError:  # missing or unfinished: (re)generate it
+        generate(config, folder, progress=progress, overwrite=True)
+    return load_synthetic(folder)

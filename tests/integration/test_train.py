@@ -68,3 +68,16 @@ def test_ml1m_benchmark_reproduces_ease(tmp_path, data_root):
     assert results["ease"]["ndcg@10"] == pytest.approx(0.375, abs=0.005)
     assert results["ease"]["recall@20"] == pytest.approx(0.32, abs=0.01)
     assert results["popular"]["ndcg@10"] < results["ease"]["ndcg@10"] / 1.5
+
+
+def test_debug_preset_generates_synthetic_data_once(tmp_path):
+    cache = tmp_path / "synthetic"
+    cfg = _cfg(["debug=default", f"data.root={cache}"])
+    first = train(cfg, tmp_path / "run1")
+    folders = list(cache.iterdir())
+    assert len(folders) == 1 and (folders[0] / "meta.json").exists()
+    stamp = (folders[0] / "meta.json").stat().st_mtime_ns
+    second = train(cfg, tmp_path / "run2")
+    assert (folders[0] / "meta.json").stat().st_mtime_ns == stamp  # reused, not regenerated
+    assert first == second  # same seed, same data, same numbers
+    assert first["ease"]["users"] > 0
