@@ -23,15 +23,15 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from recsys.data.synthetic import SyntheticConfig
+from recsys.data.synthetic import SyntheticConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = SyntheticConfig(n_users=1_000_000, n_items=100_000, n_events=5_000_000)
 CASES: dict[str, SyntheticConfig] = {
-    # Two chunk sizes at the same data: chunking changes files, not throughput or memory much.
+    # Two chunk sizes at the same data: smaller chunks hold fewer users' affinities at once.
     "1M users, 5M events, chunk 10k": replace(BASE, chunk_users=10_000),
     "1M users, 5M events, chunk 100k": BASE,
-    # Four times the events at the same chunking: memory should stay about flat.
+    # Four and eight times the events at the same chunking: memory should stay about flat.
     "1M users, 20M events, chunk 100k": replace(BASE, n_events=20_000_000),
     "1M users, 40M events, chunk 100k": replace(BASE, n_events=40_000_000),
     # The target's shape (1M titles, 100 events per user) at 1/50 of its size: the basis of the
@@ -54,9 +54,8 @@ def _current_rss_mb() -> float:
 
 def run_child(config_json: str, out_dir: str) -> None:
     """Generate one case in this (fresh) process and print its measurements as JSON."""
-    from recsys.data.synthetic import generate
-
     config = SyntheticConfig(**json.loads(config_json))
+    load_before = os.getloadavg()[0]  # other work on the machine skews wall times
     rss_before = _current_rss_mb()
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
@@ -74,6 +73,7 @@ def run_child(config_json: str, out_dir: str) -> None:
         "added_rss_mb": round(usage.ru_maxrss / 1024 - rss_before, 1),
         "disk_mb": round(size / 2**20, 1),
         "bytes_per_event": round(size / config.n_events, 2),
+        "load_avg_before": round(load_before, 2),
     }))
 
 
@@ -115,17 +115,20 @@ def extrapolate(rows: list[dict]) -> dict:
 
 def markdown(report: dict) -> str:
     head = ("| case | users | items | events | chunk users | wall s | CPU s | events/s "
-            "| peak RSS MB | added RSS MB | disk MB | bytes/event |")
+            "| peak RSS MB | added RSS MB | disk MB | bytes/event | load avg |")
     lines = ["# Synthetic generator benchmark", "",
              f"Machine: {report['machine']}. Each case runs in a fresh process; *added RSS* is "
-             "peak RSS minus the RSS after imports (~the interpreter, numpy, pandas, pyarrow).", "",
+             "peak RSS minus the RSS after imports (~the interpreter, numpy, pandas, pyarrow). "
+             "CPU s above wall s is the Parquet writer thread overlapping generation. *load avg* "
+             "is the 1-minute load when the case started: above ~1 other work shared the 2 "
+             "cores and the wall time is pessimistic.", "",
              head, "|" + "---|" * (head.count("|") - 1)]
     for r in report["cases"]:
         lines.append(
             f"| {r['case']} | {r['n_users']:,} | {r['n_items']:,} | {r['n_events']:,} | "
             f"{r['chunk_users']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
             f"{r['events_per_s']:,} | {r['peak_rss_mb']:.0f} | {r['added_rss_mb']:.0f} | "
-            f"{r['disk_mb']:.0f} | {r['bytes_per_event']:.1f} |")
+            f"{r['disk_mb']:.0f} | {r['bytes_per_event']:.1f} | {r['load_avg_before']:.1f} |")
     x = report["extrapolation"]
     lines += ["", f"Extrapolated to {x['target']['n_users']:,} users / {x['target']['n_items']:,} "
               f"items / {x['target']['n_events']:,} events (from *{x['from_case']}*): "
