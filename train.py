@@ -40,7 +40,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
                           cfg.eval.positive_threshold)
     log.info(split.summary())
 
-    model = instantiate(cfg.model).fit(data.train)
+    log.info("fitting %s", cfg.model._target_)
+    model = instantiate(cfg.model).fit(data.train, events=split.train,
+                                       items=dataset.items_by_index())
     evaluate_kw = dict(ks=list(cfg.eval.ks), batch_size=cfg.trainer.eval_batch_size,
                        progress=cfg.trainer.progress)
     results = {model.name: evaluate(model, data, **evaluate_kw)}

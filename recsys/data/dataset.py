@@ -43,6 +43,10 @@ class Dataset:
     def n_items(self) -> int:
         return len(self.item_index)
 
+    def items_by_index(self) -> pd.DataFrame:
+        """The catalog with row i = item index i (titles missing from the catalog get None)."""
+        return self.items.set_index("item_id").reindex(self.item_index.raw_ids).reset_index()
+
     def titles(self, item_idx) -> list[str]:
         """Titles for contiguous item indices (for printing recommendations)."""
         by_id = self.items.set_index("item_id")["title"]

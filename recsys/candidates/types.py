@@ -1,0 +1,115 @@
+"""Typed inputs and outputs of candidate generation.
+
+A source answers ``candidates(user, context, k) -> SourceResult``: up to ``k`` item indices with
+scores, and for each the item of the user's history that pushed it most (``because``, -1 if
+none). That ``because`` is where "Because you watched X" comes from, so it is kept through the
+merge (``Candidate.provenance`` lists every source that found the item).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+NO_ITEM = -1  # ``because`` value when a source has no single history item to credit
+
+SURFACES = ("home", "search", "post_play")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where and when the request comes from."""
+
+    surface: str = "home"  # home | search | post_play
+    query: str | None = None  # free text (search surface)
+    seed_item: int | None = None  # item index just watched (post-play surface)
+    now: int | None = None  # Unix seconds; None = the source's own notion of "now"
+
+
+@dataclass
+class UserHistory:
+    """What a source may know of a user: known users by index, new users by their few events.
+
+    ``user_idx`` is None for a user the models were not trained on (cold start): sources then
+    work from ``items`` alone (ALS folds them in, content builds a profile, trending ignores).
+    """
+
+    user_idx: int | None
+    items: np.ndarray  # (n,) int64 item indices of past events
+    ratings: np.ndarray | None = None  # (n,) float32 explicit ratings, NaN where none
+    timestamps: np.ndarray | None = None  # (n,) int64 Unix seconds, for recency weighting
+
+    @classmethod
+    def from_frame(cls, events: pd.DataFrame, user_idx: int | None) -> UserHistory:
+        """History from canonical interactions rows of one user (``item_idx`` column)."""
+        ts = events["timestamp"]
+        return cls(
+            user_idx=user_idx,
+            items=events["item_idx"].to_numpy(np.int64),
+            ratings=events["rating"].to_numpy(np.float32),
+            timestamps=None if ts.isna().any() else ts.to_numpy(np.int64),
+        )
+
+
+@dataclass
+class SourceResult:
+    """One source's answer, best first. Arrays share length <= k."""
+
+    source: str
+    items: np.ndarray  # (n,) int64 item indices
+    scores: np.ndarray  # (n,) float32, comparable within this source only
+    because: np.ndarray  # (n,) int64 history item index credited, NO_ITEM if none
+
+    @classmethod
+    def empty(cls, source: str) -> SourceResult:
+        return cls(source, np.empty(0, np.int64), np.empty(0, np.float32),
+                   np.empty(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    source: str
+    score: float
+    rank: int  # 0-based rank within that source
+    because: int = NO_ITEM
+
+
+@dataclass
+class Candidate:
+    item: int
+    provenance: list[Provenance] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        return [p.source for p in self.provenance]
+
+
+@dataclass
+class CandidateSet:
+    """The merged candidates for one request, in merge order."""
+
+    user_idx: int | None
+    candidates: list[Candidate]
+    failed_sources: list[str] = field(default_factory=list)
+
+    @property
+    def items(self) -> np.ndarray:
+        return np.array([c.item for c in self.candidates], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+
+@runtime_checkable
+class CandidateSource(Protocol):
+    """A retrieval source: trained with ``fit``, persisted with ``save``/``load``."""
+
+    name: str
+
+    def candidates(self, user: UserHistory, context: Context, k: int) -> SourceResult: ...
