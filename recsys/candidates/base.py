@@ -14,14 +14,17 @@ import scipy.sparse as sp
 class Scorer(Protocol):
     """Scores every catalog item for a batch of users.
 
-    ``fit`` takes the user x item training matrix (CSR, binary or weighted). ``score`` takes the
-    users' contiguous indices and the same-shaped history matrix (so a model like EASE can score
-    users from history alone) and returns a dense (n_users_in_batch, n_items) float32 array.
+    ``fit`` takes the user x item training matrix (CSR, binary positives) and, as keywords,
+    ``events`` (the train interactions frame, all event types, with ``user_idx``/``item_idx``)
+    and ``items`` (the catalog, row i = item index i); models that need only the matrix accept
+    and ignore them. ``score`` takes the users' contiguous indices and the same-shaped history
+    matrix (so a model like EASE can score users from history alone) and returns a dense
+    (n_users_in_batch, n_items) float32 array.
     """
 
     name: str
 
-    def fit(self, train: sp.csr_matrix) -> Scorer: ...
+    def fit(self, train: sp.csr_matrix, **data: object) -> Scorer: ...
 
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray: ...
 

@@ -28,7 +28,7 @@ class EASE:
         self.device = resolve_device(device)
         self.weights: torch.Tensor | None = None  # (n_items, n_items) B, zero diagonal
 
-    def fit(self, train: sp.csr_matrix) -> EASE:
+    def fit(self, train: sp.csr_matrix, **_: object) -> EASE:
         gram = torch.from_numpy((train.T @ train).toarray().astype(np.float32))  # (I, I)
         gram = gram.to(self.device)
         gram.diagonal().add_(self.l2)

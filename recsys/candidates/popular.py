@@ -19,7 +19,7 @@ class MostPopular:
     def __init__(self) -> None:
         self.counts: np.ndarray | None = None  # (n_items,) interactions per item in train
 
-    def fit(self, train: sp.csr_matrix) -> MostPopular:
+    def fit(self, train: sp.csr_matrix, **_: object) -> MostPopular:
         self.counts = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
         return self
 
