@@ -1,0 +1,134 @@
+"""Co-watch: "people who watched X also watched", item to item (the post-play surface).
+
+Two ways to learn the item-item weights W (n_items x n_items), chosen by ``method``:
+
+* ``ease``: EASE's B matrix (closed form, dense): the best top-N accuracy on MovieLens, but
+  O(n_items^2) memory, so for catalogs up to a few tens of thousands of titles.
+* ``knn``: cosine similarity of item columns, shrunk by co-count and pruned to the top
+  ``neighbours`` per item (sparse): scales to large catalogs.
+
+A user's score is the sum of the rows of W for the items they watched; the post-play surface
+(``Context.seed_item``) uses the seed's row alone. Either way, the history item contributing most
+to a candidate is its ``because``. ``benchmarks/candidates.md`` compares the two.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys import RecsysError
+from recsys.candidates.ease import EASE
+from recsys.candidates.history import credit, result
+from recsys.candidates.types import NO_ITEM, Context, SourceResult, UserHistory
+
+METHODS = ("ease", "knn")
+
+
+class CoWatch:
+    name = "cowatch"
+
+    def __init__(self, method: str = "ease", l2: float = 500.0, neighbours: int = 200,
+                 shrink: float = 10.0) -> None:
+        if method not in METHODS:
+            raise RecsysError(f"unknown co-watch method '{method}'; choose one of "
+                              f"{', '.join(METHODS)}")
+        self.method = method
+        self.l2 = l2  # ease only
+        self.neighbours = neighbours  # knn only: kept neighbours per item
+        self.shrink = shrink  # knn only: damps similarities built on few co-watches
+        self.weights: np.ndarray | sp.csr_matrix | None = None  # (I, I), row j -> item i
+
+    def fit(self, train: sp.csr_matrix, **_: object) -> CoWatch:
+        if self.method == "ease":
+            self.weights = EASE(l2=self.l2, device="cpu").fit(train).weights.numpy()
+        else:
+            self.weights = item_knn(train, self.neighbours, self.shrink)
+        return self
+
+    def _w(self) -> np.ndarray | sp.csr_matrix:
+        if self.weights is None:
+            raise RuntimeError("CoWatch used before fit")
+        return self.weights
+
+    def _rows(self, items: np.ndarray) -> np.ndarray:
+        """(len(items), I) dense rows of W."""
+        w = self._w()
+        rows = w[items]
+        return rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        scores = history[users] @ self._w()
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, np.float32)
+
+    def similar_items(self, item: int, k: int) -> SourceResult:
+        """Post-play: titles co-watched with ``item``, each credited to it."""
+        res = result(self.name, self._rows(np.array([item]))[0], np.array([item]), k)
+        res.because[:] = item
+        return res
+
+    def candidates(self, user: UserHistory, context: Context, k: int) -> SourceResult:
+        if context.seed_item is not None:
+            res = self.similar_items(int(context.seed_item), k + len(user.items))
+            keep = ~np.isin(res.items, user.items)
+            return type(res)(res.source, res.items[keep][:k], res.scores[keep][:k],
+                             res.because[keep][:k])
+        history = np.unique(user.items)
+        if len(history) == 0:
+            return SourceResult.empty(self.name)
+        rows = self._rows(history)  # (H, I)
+        res = result(self.name, rows.sum(axis=0), history, k)
+        res.because = credit(rows[:, res.items], history, res.items)
+        res.because[res.scores <= 0] = NO_ITEM
+        return res
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"model": self.name, "method": self.method, "l2": self.l2,
+                "neighbours": self.neighbours, "shrink": self.shrink}
+        (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+        if sp.issparse(self.weights):
+            sp.save_npz(directory / "weights.npz", self.weights)
+        else:
+            np.save(directory / "weights.npy", self.weights)
+
+    @classmethod
+    def load(cls, directory: Path) -> CoWatch:
+        meta = json.loads((directory / "meta.json").read_text())
+        model = cls(meta["method"], meta["l2"], meta["neighbours"], meta["shrink"])
+        dense = directory / "weights.npy"
+        model.weights = np.load(dense) if dense.exists() else sp.load_npz(
+            directory / "weights.npz").tocsr()
+        return model
+
+
+def item_knn(train: sp.csr_matrix, neighbours: int, shrink: float) -> sp.csr_matrix:
+    """Shrunk cosine similarity between item columns, top ``neighbours`` per row, no diagonal."""
+    x = (train > 0).astype(np.float32).tocsc()
+    co = (x.T @ x).tocsr()  # (I, I) co-watch counts
+    norms = np.sqrt(np.asarray(co.diagonal(), np.float32))
+    co.setdiag(0)
+    co.eliminate_zeros()
+    coo = co.tocoo()
+    sim = coo.data / (norms[coo.row] * norms[coo.col] + 1e-9) * (coo.data / (coo.data + shrink))
+    sim = sp.csr_matrix((sim.astype(np.float32), (coo.row, coo.col)), shape=co.shape)
+    return _prune_rows(sim, neighbours)
+
+
+def _prune_rows(m: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """Keep the ``keep`` largest entries of every row."""
+    rows, cols, vals = [], [], []
+    for i in range(m.shape[0]):
+        start, end = m.indptr[i], m.indptr[i + 1]
+        data, idx = m.data[start:end], m.indices[start:end]
+        if len(data) > keep:
+            top = np.argpartition(-data, keep - 1)[:keep]
+            data, idx = data[top], idx[top]
+        rows.append(np.full(len(idx), i))
+        cols.append(idx)
+        vals.append(data)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=m.shape)

@@ -1,0 +1,88 @@
+"""Trending and co-watch sources on data with a known answer."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys import RecsysError
+from recsys.candidates.cowatch import CoWatch
+from recsys.candidates.trending import DAY_S, Trending
+from recsys.candidates.types import NO_ITEM, Context, UserHistory
+from recsys.data.schema import make_interactions
+from tests.unit.oracle import block_data
+
+NOW = 1_700_000_000
+
+
+def _events(rows):
+    users, items, ages_days = zip(*rows, strict=True)
+    ts = [NOW - int(a * DAY_S) for a in ages_days]
+    df = make_interactions(users, items, [4.0] * len(rows), ts)
+    return df.assign(user_idx=df["user_id"], item_idx=df["item_id"])
+
+
+# item 0: 5 events a year ago; item 1: 2 events today; item 2: 1 event 3 days ago
+EVENTS = _events([(u, 0, 365) for u in range(5)] + [(5, 1, 0.1), (6, 1, 0.2), (7, 2, 3)])
+TRAIN = sp.csr_matrix((8, 3))
+
+
+def test_short_half_life_prefers_recent_titles():
+    short = Trending(half_life_days=7).fit(TRAIN, events=EVENTS)
+    assert short.now == NOW - int(0.1 * DAY_S)
+    assert short.candidates(UserHistory(None, np.array([], np.int64)), Context(),
+                            3).items.tolist() == [1, 2, 0]
+    long = Trending(half_life_days=10_000).fit(TRAIN, events=EVENTS)
+    assert long.candidates(UserHistory(None, np.array([1])), Context(), 3).items.tolist() == [0, 2]
+
+
+def test_window_counts_and_explicit_now():
+    model = Trending(half_life_days=7, now=NOW).fit(TRAIN, events=EVENTS)
+    assert model.window_counts[1].tolist() == [0, 2, 0]
+    assert model.window_counts[7].tolist() == [0, 2, 1]
+    earlier = Trending(half_life_days=7, now=NOW - 200 * DAY_S).fit(TRAIN, events=EVENTS)
+    assert earlier.candidates(UserHistory(None, np.array([], np.int64)), Context(),
+                              3).items.tolist() == [0]  # later events have not happened yet
+
+
+def test_trending_errors(tmp_path):
+    with pytest.raises(RecsysError):
+        Trending(half_life_days=0)
+    with pytest.raises(RecsysError, match="events"):
+        Trending().fit(TRAIN)
+    model = Trending().fit(TRAIN, events=EVENTS)
+    model.save(tmp_path)
+    assert np.allclose(Trending.load(tmp_path).decayed, model.decayed)
+
+
+@pytest.mark.parametrize("method", ["ease", "knn"])
+def test_cowatch_recalls_every_held_out_item(method):
+    train, test, user_block, item_block = block_data()
+    model = CoWatch(method=method, l2=1.0, neighbours=20).fit(train)
+    for u in range(train.shape[0]):
+        hist = UserHistory(u, train[u].indices)
+        res = model.candidates(hist, Context(), k=2)
+        assert set(res.items) == set(test[u].indices), u
+        assert (item_block[res.because] == user_block[u]).all()
+        assert np.isin(res.because, hist.items).all()
+
+
+@pytest.mark.parametrize("method", ["ease", "knn"])
+def test_post_play_uses_the_seed_and_credits_it(method, tmp_path):
+    train, _, _, item_block = block_data()
+    model = CoWatch(method=method, l2=1.0).fit(train)
+    res = model.candidates(UserHistory(None, np.array([0])), Context(seed_item=4), k=5)
+    assert (item_block[res.items] == item_block[4]).all()
+    assert (res.because == 4).all() and 0 not in res.items and 4 not in res.items
+    model.save(tmp_path)
+    again = CoWatch.load(tmp_path).candidates(UserHistory(None, np.array([0])),
+                                              Context(seed_item=4), k=5)
+    assert again.items.tolist() == res.items.tolist()
+
+
+def test_cowatch_empty_history_and_bad_method():
+    train, *_ = block_data()
+    model = CoWatch("knn").fit(train)
+    assert len(model.candidates(UserHistory(None, np.array([], np.int64)), Context(), 5)) == 0
+    with pytest.raises(RecsysError, match="co-watch method"):
+        CoWatch("magic")
+    assert NO_ITEM == -1
