@@ -51,6 +51,47 @@ class PopularConfig:
 
 
 @dataclass
+class TrendingConfig:
+    _target_: str = "recsys.candidates.trending.Trending"
+    half_life_days: float = 30.0  # decay of an event's weight; the knob between "now" and "ever"
+    now: int | None = None  # Unix seconds; null = latest training event
+    windows_days: list[int] = field(default_factory=lambda: [1, 7])
+
+
+@dataclass
+class CoWatchConfig:
+    _target_: str = "recsys.candidates.cowatch.CoWatch"
+    method: str = "ease"  # ease (dense, best on MovieLens) | knn (sparse, large catalogs)
+    l2: float = 500.0  # ease
+    neighbours: int = 200  # knn: kept neighbours per item
+    shrink: float = 10.0  # knn: damps similarities built on few co-watches
+
+
+@dataclass
+class IndexConfig:
+    """A FAISS index over item vectors (recsys.index.VectorIndex)."""
+
+    _target_: str = "recsys.index.VectorIndex"
+    factory: str = "Flat"  # FAISS index factory string: Flat | IVF1024,Flat | HNSW32 | IVF,PQ
+    metric: str = "cosine"  # cosine | ip | l2
+    nprobe: int = 16  # IVF cells visited per query
+    ef_search: int = 128  # HNSW candidate list size
+    use_gpu: bool = True  # used only where faiss-gpu and CUDA are present
+
+
+@dataclass
+class SourceSlot:
+    model: Any = MISSING  # a model config (configs/model/*) that is also a candidate source
+    quota: int = 100  # most new items this source adds to the merged set
+
+
+@dataclass
+class GeneratorConfig:
+    sources: dict[str, SourceSlot] = field(default_factory=dict)
+    overfetch: float = 2.0  # each source is asked for quota * overfetch (duplicates)
+
+
+@dataclass
 class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (falls back to CPU with a warning)
     progress: bool = True  # progress bars on long steps
@@ -90,6 +131,7 @@ class OutputConfig:
 class Config:
     data: Any = MISSING
     model: Any = MISSING
+    index: Any = MISSING  # the FAISS index every vector source builds (configs/index/)
     split: SplitConfig = field(default_factory=SplitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = MISSING
@@ -107,6 +149,10 @@ def register_configs() -> None:
     cs.store(group="schema/data", name="synthetic", node=SyntheticDataConfig)
     cs.store(group="schema/model", name="ease", node=EaseConfig)
     cs.store(group="schema/model", name="popular", node=PopularConfig)
+    cs.store(group="schema/model", name="trending", node=TrendingConfig)
+    cs.store(group="schema/model", name="cowatch", node=CoWatchConfig)
+    cs.store(group="schema/index", name="index", node=IndexConfig)
+    cs.store(group="schema/candidates", name="generator", node=GeneratorConfig)
     cs.store(group="schema/split", name="split", node=SplitConfig)
     cs.store(group="schema/trainer", name="trainer", node=TrainerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
