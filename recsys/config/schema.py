@@ -132,6 +132,7 @@ class Config:
     data: Any = MISSING
     model: Any = MISSING
     index: Any = MISSING  # the FAISS index every vector source builds (configs/index/)
+    candidates: Any = None  # the merged candidate set (configs/candidates/), when asked for
     split: SplitConfig = field(default_factory=SplitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = MISSING
