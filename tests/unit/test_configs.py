@@ -10,11 +10,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from recsys.config import register_configs
+from recsys.config.builders import build_sources
 from recsys.config.overrides import expand_sweeps, user_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
-GROUPS = ["data", "model", "split", "trainer", "logger", "experiment", "debug"]
+GROUPS = ["data", "model", "index", "candidates", "split", "trainer", "logger", "experiment",
+          "debug"]
 
 
 def _compose(overrides):
@@ -33,6 +35,11 @@ def test_every_option_composes(group, option):
     if group == "model":
         model = instantiate(cfg.model)
         assert hasattr(model, "fit") and hasattr(model, "score")
+    if group == "index":
+        assert instantiate(cfg.index).factory == cfg.index.factory
+    if group == "candidates":
+        sources = build_sources(cfg)
+        assert sources and all(hasattr(s, "candidates") and q > 0 for s, q in sources.values())
 
 
 def test_benchmark_experiment_fixes_the_protocol():
