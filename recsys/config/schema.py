@@ -68,6 +68,25 @@ class CoWatchConfig:
 
 
 @dataclass
+class ContentConfig:
+    """MiniLM embeddings of title/year/genres/tags, searched with the configured FAISS index."""
+
+    _target_: str = "recsys.candidates.content.ContentSource"
+    factory: str = "${index.factory}"
+    metric: str = "${index.metric}"
+    nprobe: int = "${index.nprobe}"  # type: ignore[assignment]
+    ef_search: int = "${index.ef_search}"  # type: ignore[assignment]
+    half_life_days: float | None = 365.0  # recency decay of a liked title in the user profile
+    rating_center: float = 2.5  # ratings at or below this add nothing to the profile
+    implicit_weight: float = 1.0  # weight of an event without a rating (play, click)
+    max_tags: int = 10  # tags per title in its text
+    batch_size: int = 64  # titles per encoder batch
+    cache_dir: str | None = "${oc.env:RECSYS_CACHE,.cache}/embeddings"  # by content hash
+    device: str = "${trainer.device}"
+    progress: bool = "${trainer.progress}"  # type: ignore[assignment]
+
+
+@dataclass
 class IndexConfig:
     """A FAISS index over item vectors (recsys.index.VectorIndex)."""
 
@@ -152,6 +171,7 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="popular", node=PopularConfig)
     cs.store(group="schema/model", name="trending", node=TrendingConfig)
     cs.store(group="schema/model", name="cowatch", node=CoWatchConfig)
+    cs.store(group="schema/model", name="content", node=ContentConfig)
     cs.store(group="schema/index", name="index", node=IndexConfig)
     cs.store(group="schema/candidates", name="generator", node=GeneratorConfig)
     cs.store(group="schema/split", name="split", node=SplitConfig)

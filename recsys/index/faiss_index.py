@@ -78,19 +78,22 @@ class VectorIndex:
         k-means cost grows with the rows, and ~40-256 per IVF list is all it needs.
         """
         vectors = self._prepare(vectors, new_dim=True)
+        ids = None if ids is None else _check_ids(ids, len(vectors))  # before a long train
+        dim = int(vectors.shape[1])
         try:
-            index = faiss.index_factory(self.dim, self.factory, METRICS[self.metric])
+            index = faiss.index_factory(dim, self.factory, METRICS[self.metric])
         except RuntimeError as err:
             raise RecsysError(f"bad FAISS index factory string '{self.factory}' for dimension "
-                              f"{self.dim}: {_faiss_reason(err)}") from err
+                              f"{dim}: {_faiss_reason(err)}") from err
         if not index.is_trained:
             sample = vectors
             if max_train is not None and len(vectors) > max_train:
                 rows = np.random.default_rng(0).choice(len(vectors), max_train, replace=False)
                 sample = vectors[np.sort(rows)]
             self._train(index, sample)
+        # Only now replace state, so a failed rebuild leaves the previous index usable.
         self.index = index if _stores_ids(index) else faiss.IndexIDMap2(index)
-        self._gpu_index, self._next_id = None, 0
+        self.dim, self._gpu_index, self._next_id = dim, None, 0
         self._tune()
         self._add(vectors, ids)
         return self
@@ -105,6 +108,9 @@ class VectorIndex:
         if nlist and len(sample) < MIN_POINTS_PER_LIST * nlist:
             log.warning("training %s on %d vectors (< %d per list): expect lower recall",
                         self.factory, len(sample), MIN_POINTS_PER_LIST)
+        for part in _parts(index):  # polysemous code ordering only helps polysemous_ht search,
+            if hasattr(part, "do_polysemous_training"):  # which we never enable, and the
+                part.do_polysemous_training = False  # annealing costs ~20 s per PQ build
         try:
             index.train(sample)
         except RuntimeError as err:  # e.g. PQ needs >= 256 training vectors
@@ -202,8 +208,6 @@ class VectorIndex:
             raise RecsysError("vectors contain NaN or inf; FAISS would return garbage for them")
         if self.metric == "cosine":
             faiss.normalize_L2(vectors)  # zero vectors stay zero (score 0 against everything)
-        if new_dim:
-            self.dim = int(vectors.shape[1])
         return vectors
 
     # -- persistence ------------------------------------------------------------------------
@@ -243,6 +247,16 @@ def _stores_ids(index: faiss.Index) -> bool:
     if isinstance(faiss.downcast_index(index), faiss.IndexIDMap | faiss.IndexIDMap2):
         return True
     return _nlist(index) > 0
+
+
+def _parts(index: faiss.Index) -> list[faiss.Index]:
+    """The index and the ones it wraps (IDMap, PreTransform, IVF), downcast to their classes."""
+    parts = [faiss.downcast_index(index)]
+    if _nlist(index) and not isinstance(parts[0], faiss.IndexIVF):
+        parts.append(faiss.downcast_index(faiss.extract_index_ivf(index)))
+    while hasattr(parts[-1], "index") and parts[-1].index is not None and len(parts) < 8:
+        parts.append(faiss.downcast_index(parts[-1].index))
+    return parts
 
 
 def _nlist(index: faiss.Index) -> int:
