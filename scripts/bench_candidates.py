@@ -107,7 +107,7 @@ def bench_dataset(name: str, root: str | None, overrides: list[str], progress: b
     for slot, (source, _) in fitted.items():
         rows.append(_row(name, "known", f"{slot} ({source.name})", "source", build[slot],
                          evaluate(source, data, KS, progress=False)))
-    gen = build_generator(fitted, cfg.candidates.overfetch)
+    gen = build_generator(fitted, cfg)
     metrics, latency = _merged(gen, known_user_histories(data), data.test[data.users], progress)
     quotas = "+".join(str(q) for _, q in fitted.values())
     rows.append(_row(name, "known", f"merged ({quotas})", "merged", sum(build.values()),
@@ -136,7 +136,7 @@ def bench_cold_start(name, cfg, dataset, split, data, items, progress) -> list[d
                         slot, progress)
         rows.append(_row(name, "new-user", f"{slot} ({source.name})", "source", build[slot],
                          list_metrics(lists, truth, KS)))
-    gen = build_generator(fitted, cfg.candidates.overfetch)
+    gen = build_generator(fitted, cfg)
     metrics, latency = _merged(gen, histories, truth, progress)
     rows.append(_row(name, "new-user", "merged", "merged", sum(build.values()), metrics,
                      latency))

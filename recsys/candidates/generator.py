@@ -5,8 +5,9 @@ provenance (source, score, rank, because), which later stages use for features a
 explanations. A source that raises, or knows nothing of the user, adds nothing and is logged:
 the merge never fails because one source did.
 
-The merged order interleaves sources by relative rank (rank / quota): the first item of each
-source comes before the second of any, so truncating the set keeps every source represented.
+The merged order is weighted reciprocal-rank fusion: an item scores sum over the sources that
+found it of weight / (RRF_K + rank). Items several sources agree on rise; a source's weight says
+how much its ranking is trusted (scores of different sources are not comparable, ranks are).
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ from recsys.candidates.types import (
 
 log = logging.getLogger(__name__)
 
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the gap between ranks 0 and 1
+
 
 @dataclass(frozen=True)
 class SourceSpec:
     source: CandidateSource
     quota: int  # most new items this source may add
     overfetch: float = 2.0  # ask for quota * overfetch so duplicates do not eat the quota
+    weight: float = 1.0  # trust in this source's ranking, for the merge order
 
 
 class CandidateGenerator:
@@ -54,7 +58,7 @@ class CandidateGenerator:
 
     def generate(self, user: UserHistory, context: Context) -> CandidateSet:
         merged: dict[int, Candidate] = {}
-        order_key: dict[int, float] = {}
+        fused: dict[int, float] = {}
         failed: list[str] = []
         seen = set(np.asarray(user.items).tolist())
         for name, spec in self.sources.items():
@@ -79,10 +83,12 @@ class CandidateGenerator:
                 prov = Provenance(name, float(score), rank, int(because))
                 if item in merged:
                     merged[item].provenance.append(prov)
-                    order_key[item] = min(order_key[item], rank / spec.quota)
                 elif added < spec.quota:
                     merged[item] = Candidate(item, [prov])
-                    order_key[item] = rank / spec.quota
+                    fused[item] = 0.0
                     added += 1
-        ordered = sorted(merged, key=lambda i: order_key[i])
+                else:
+                    continue
+                fused[item] += spec.weight / (RRF_K + rank)
+        ordered = sorted(merged, key=lambda i: -fused[i])
         return CandidateSet(user.user_idx, [merged[i] for i in ordered], failed)

@@ -16,6 +16,10 @@ def build_sources(cfg: DictConfig) -> dict[str, tuple[Any, int]]:
             for name, slot in cfg.candidates.sources.items()}
 
 
-def build_generator(fitted: dict[str, tuple[Any, int]], overfetch: float) -> CandidateGenerator:
-    return CandidateGenerator({name: SourceSpec(source, quota, overfetch)
-                               for name, (source, quota) in fitted.items()})
+def build_generator(fitted: dict[str, tuple[Any, int]], cfg: DictConfig) -> CandidateGenerator:
+    """The generator over already fitted sources, with the quotas and weights of ``cfg``."""
+    slots = cfg.candidates.sources
+    return CandidateGenerator({
+        name: SourceSpec(source, quota, cfg.candidates.overfetch, slots[name].weight)
+        for name, (source, quota) in fitted.items()
+    })

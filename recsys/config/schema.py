@@ -102,6 +102,7 @@ class IndexConfig:
 class SourceSlot:
     model: Any = MISSING  # a model config (configs/model/*) that is also a candidate source
     quota: int = 100  # most new items this source adds to the merged set
+    weight: float = 1.0  # trust in its ranking for the merge order (reciprocal-rank fusion)
 
 
 @dataclass

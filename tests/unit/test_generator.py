@@ -40,12 +40,18 @@ def test_quota_counts_new_items_and_dedup_keeps_provenance():
     assert gen.max_candidates == 4
 
 
-def test_order_interleaves_sources_by_relative_rank():
+def test_order_is_reciprocal_rank_fusion():
     gen = CandidateGenerator({
         "a": SourceSpec(Fixed("a", [1, 2, 3, 4]), quota=4),
+        "b": SourceSpec(Fixed("b", [11, 3]), quota=2),
+    })
+    # 3 is found by both (1/62 + 1/61) and leads; then rank-0 items, a's before b's (stable)
+    assert gen.generate(USER, Context()).items.tolist() == [3, 1, 11, 2, 4]
+    weighted = CandidateGenerator({
+        "a": SourceSpec(Fixed("a", [1, 2]), quota=2, weight=0.1),
         "b": SourceSpec(Fixed("b", [11, 12]), quota=2),
     })
-    assert gen.generate(USER, Context()).items.tolist() == [1, 11, 2, 3, 12, 4]
+    assert weighted.generate(USER, Context()).items.tolist() == [11, 12, 1, 2]
 
 
 def test_a_failing_source_contributes_nothing_and_is_logged(caplog):
