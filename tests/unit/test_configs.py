@@ -68,7 +68,7 @@ def test_user_overrides_and_sweep_expansion():
     [
         (["data=nope"], "unknown data 'nope' (choose one of: ml-100k, ml-1m, ml-latest-small"),
         (["data.nope=1"], "unknown config key 'data.nope' (valid keys in data: name, root)"),
-        (["-m", "model=ease,nope"], "unknown model 'nope' (choose one of: als, content, cowatch, ease,"),
+        (["-m", "model=ease,nope"], "unknown model 'nope' (choose one of: als, content,"),
         (["trainr.device=cpu"], "unknown config key 'trainr.device' (valid keys: data, model"),
         (["model.l2=abc"], "could not be converted to Float"),
         (["data=ml-100k", "data.root=/does/not/exist"], "dataset folder not found"),
