@@ -6,9 +6,10 @@ Every (user, item) cell is fitted, watched ones towards 1 and the rest towards 0
     min sum_ui c_ui (p_ui - x_u . y_i)^2 + regularization (|x_u|^2 + |y_i|^2)
 
 Two interchangeable solvers fit it, chosen by ``backend``; ``benchmarks/cf.md`` measures both
-on ml-1m in one run (same split and hyper-parameters). NDCG@10 is the same within seed noise; on
-an idle 2-core CPU the fit times tie (~2 s), but on a busy one torch's OpenMP threads stall each
-other (~25 s vs ~5 s), so ``implicit`` is the default on CPU and ``torch`` is the one for GPUs.
+on ml-1m in one run (same split and hyper-parameters): the same NDCG@10 within seed noise, ~2 s
+fits on an idle 2-core CPU, but on a busy one torch's OpenMP threads stall each other (~20 s vs
+~3.5 s) unless pinned (``cpu_threads=1``). ``implicit`` holds up untuned, so it is the default;
+``torch`` is the choice with a GPU.
 
 * ``implicit``: the ``implicit`` library's multithreaded C++ conjugate-gradient solver (CPU);
   its BLAS thread pool is pinned to 1 while fitting, as the library asks.
@@ -43,16 +44,15 @@ BACKENDS = ("implicit", "torch")
 class ALS:
     """Implicit ALS; a ``Scorer`` (offline evaluation) and a ``CandidateSource`` (serving).
 
-    Defaults were tuned on ml-1m (random 20% holdout, positives rating >= 4; NDCG@10 0.378). The
-    best ``regularization`` grows with the number of interactions (about 30 on ml-100k and
-    ml-latest-small, with ``alpha`` 3), so set it per dataset.
-    """
+    Defaults tuned on ml-1m (random 20% holdout, positives rating >= 4: NDCG@10 0.379). The best
+    ``regularization`` grows with the data: set it per dataset (ml-100k: 30 with alpha 3)."""
 
     name = "als"
 
     def __init__(self, factors: int = 128, regularization: float = 100.0, alpha: float = 10.0,
                  iterations: int = 15, seed: int = 42, backend: str = "implicit",
-                 cg_steps: int = 3, device: str = "auto") -> None:
+                 cg_steps: int = 3, cpu_threads: int | None = None,
+                 device: str = "auto") -> None:
         if backend not in BACKENDS:
             raise RecsysError(f"unknown ALS backend '{backend}'; choose one of "
                               f"{', '.join(BACKENDS)}")
@@ -61,11 +61,13 @@ class ALS:
             if int(value) < 1:
                 raise RecsysError(f"ALS {label} must be >= 1, got {value}")
         if regularization <= 0 or alpha < 0:
-            raise RecsysError("ALS needs regularization > 0 and alpha >= 0, got "
-                              f"{regularization} and {alpha}")
+            raise RecsysError(f"ALS regularization must be > 0 and alpha >= 0, got "
+                              f"{regularization}, {alpha}")
         self.factors, self.iterations, self.cg_steps = int(factors), int(iterations), int(cg_steps)
         self.regularization, self.alpha = float(regularization), float(alpha)
-        self.seed, self.backend = seed, backend
+        # cpu_threads: torch's intra-op threads while fitting on CPU (None = torch's setting);
+        # 1 is as fast on 2 idle cores and far faster on a busy machine (benchmarks/cf.md).
+        self.seed, self.backend, self.cpu_threads = seed, backend, cpu_threads
         self.device = resolve_device(device)  # torch backend only; implicit runs on CPU
         self.user_factors: np.ndarray | None = None  # (n_users, f) float32
         self.item_factors: np.ndarray | None = None  # (n_items, f) float32, for a FAISS index
@@ -183,7 +185,7 @@ class ALS:
         write_meta(directory, model=self.name, factors=self.factors,
                    regularization=self.regularization, alpha=self.alpha,
                    iterations=self.iterations, seed=self.seed, backend=self.backend,
-                   cg_steps=self.cg_steps)
+                   cg_steps=self.cg_steps, cpu_threads=self.cpu_threads)
         np.save(directory / "user_factors.npy", user_f)
         np.save(directory / "item_factors.npy", item_f)
 
@@ -240,9 +242,15 @@ def _fit_torch(model: ALS, weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarr
     items = (torch.rand(n_items, model.factors, generator=gen) * 0.01).to(dev)
     users = (torch.rand(n_users, model.factors, generator=gen) * 0.01).to(dev)
     by_user, by_item = _csr_tensor(weights, dev), _csr_tensor(weights.T.tocsr(), dev)
-    for _ in range(model.iterations):
-        _cg_half_step(items, users, by_item, model.regularization, model.cg_steps)
-        _cg_half_step(users, items, by_user, model.regularization, model.cg_steps)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu" and model.cpu_threads:
+        torch.set_num_threads(model.cpu_threads)
+    try:
+        for _ in range(model.iterations):
+            _cg_half_step(items, users, by_item, model.regularization, model.cg_steps)
+            _cg_half_step(users, items, by_user, model.regularization, model.cg_steps)
+    finally:
+        torch.set_num_threads(threads)
     return users.cpu().numpy(), items.cpu().numpy()
 
 

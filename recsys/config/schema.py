@@ -61,8 +61,9 @@ class ALSConfig:
     iterations: int = 15
     seed: int = "${seed}"  # type: ignore[assignment]
     backend: str = "implicit"  # implicit (CPU, measured faster here) | torch (CUDA by device)
-    cg_steps: int = 3  # torch backend: conjugate-gradient steps per row solve
+    cg_steps: int = 3  # conjugate-gradient steps per row solve (both backends)
     device: str = "${trainer.device}"
+    cpu_threads: int | None = None  # torch backend on CPU: pin threads (1 is best on 2 cores)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from recsys import RecsysError
 from recsys.candidates.als import ALS, BACKENDS
@@ -11,7 +12,8 @@ from recsys.eval.metrics import ranking_metrics
 from recsys.eval.protocol import recommend
 from tests.unit.oracle import block_data
 
-SMALL = dict(factors=8, regularization=5.0, alpha=10.0, iterations=15, seed=0, device="cpu")
+SMALL = dict(factors=8, regularization=5.0, alpha=10.0, iterations=15, seed=0, cpu_threads=1,
+             device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +126,13 @@ def test_faiss_index_gives_the_exact_answer(oracle):
     approx = copy.candidates(user, Context(), 6)
     assert (approx.items == exact.items).all()
     assert approx.scores == pytest.approx(exact.scores, rel=1e-4)
+
+
+def test_torch_threads_are_restored_after_a_pinned_fit(oracle):
+    train, *_ = oracle
+    before = torch.get_num_threads()
+    ALS(**{**SMALL, "backend": "torch", "cpu_threads": 1, "iterations": 1}).fit(train)
+    assert torch.get_num_threads() == before
 
 
 def test_bad_inputs_fail_clearly(oracle):
