@@ -73,6 +73,7 @@ class ALS:
         self.item_factors: np.ndarray | None = None  # (n_items, f) float32, for a FAISS index
         self.index = None  # optional VectorIndex over item_factors (inner product)
         self._gram: np.ndarray | None = None  # (f, f) float64 Y^T Y, cached for fold-ins
+        self._item_f64: np.ndarray | None = None  # (n_items, f) float64 copy, same lifetime
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train: sp.spmatrix, **_: object) -> ALS:
@@ -114,10 +115,10 @@ class ALS:
 
         History items count as binary positives (confidence 1 + alpha), as in training.
         """
-        item_f = self._factors()[1].astype(np.float64)
-        if self._gram is None:
-            self._gram = item_f.T @ item_f
-        y_h = item_f[history]  # (H, f)
+        if self._gram is None:  # once per fit/load: the per-request path reuses both
+            self._item_f64 = self._factors()[1].astype(np.float64)
+            self._gram = self._item_f64.T @ self._item_f64
+        y_h = self._item_f64[history]  # (H, f)
         a = self._gram + self.alpha * (y_h.T @ y_h) + self.regularization * np.eye(self.factors)
         return scipy.linalg.cho_factor(a), y_h
 
