@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from recsys import RecsysError
 from recsys.candidates.cowatch import CoWatch
 from recsys.candidates.trending import DAY_S, Trending
-from recsys.candidates.types import NO_ITEM, Context, UserHistory
+from recsys.candidates.types import Context, UserHistory
 from recsys.data.schema import make_interactions
 from tests.unit.oracle import block_data
 
@@ -85,4 +85,3 @@ def test_cowatch_empty_history_and_bad_method():
     assert len(model.candidates(UserHistory(None, np.array([], np.int64)), Context(), 5)) == 0
     with pytest.raises(RecsysError, match="co-watch method"):
         CoWatch("magic")
-    assert NO_ITEM == -1
