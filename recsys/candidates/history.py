@@ -7,6 +7,14 @@ import numpy as np
 from recsys.candidates.types import NO_ITEM, SourceResult
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) indices of the k largest scores per row, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
 def top_unseen(scores: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` best scores, best first, skipping ``exclude`` and -inf entries."""
     scores = scores.astype(np.float32, copy=True)
@@ -14,8 +22,7 @@ def top_unseen(scores: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
     k = min(k, int(np.isfinite(scores).sum()))
     if k <= 0:
         return np.empty(0, np.int64)
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")].astype(np.int64)
+    return top_k(scores[None, :], k)[0].astype(np.int64)
 
 
 def result(source: str, scores: np.ndarray, exclude: np.ndarray, k: int,

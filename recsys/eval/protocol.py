@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from recsys import RecsysError
 from recsys.candidates.base import Scorer
+from recsys.candidates.history import top_k
 from recsys.data.dataset import Dataset, interaction_matrix
 from recsys.data.splits import Split, split_interactions
 from recsys.eval.metrics import ranking_metrics
@@ -67,14 +68,6 @@ def prepare(dataset: Dataset, kind: str = "random", fraction: float = 0.2, seed:
     if len(data.users) == 0:
         raise RecsysError("no test user has a held-out positive: lower eval.positive_threshold")
     return split, data
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """(B, k) indices of the k largest scores per row, best first."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
 
 
 def recommend(model: Scorer, users: np.ndarray, history: sp.csr_matrix, seen: sp.csr_matrix,
