@@ -1,0 +1,287 @@
+"""Ranker features, computed from the training split alone.
+
+``FeatureBuilder.fit`` reads only the events it is given (the training split) plus the catalog
+and the user table (static metadata), and produces per-user and per-item feature rows:
+
+* user side: user id, the last ``history_length`` titles (recency-weighted, most recent first),
+  liked genres (share of the user's positive events), demographics where the dataset has them,
+  activity counts (dense);
+* item side: item id, genres, tags, release-year bucket, popularity counts (dense);
+* context: surface, hour-of-day and day-of-week buckets.
+
+A training or serving row is then a gather: ``user_rows[u] ++ item_rows[i] ++ context``. The
+same ``user_rows_from_events`` code builds the row of a brand-new user from a handful of events
+at serving time, so offline and online features cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from recsys.candidates.types import SURFACES
+from recsys.ranking.layout import PAD, FeatureLayout, SparseFeature, Table
+
+DEMOGRAPHICS = ("gender", "age", "occupation")
+CONTEXT = ("surface", "hour", "dow")
+
+
+def engaged(events: pd.DataFrame, rating_threshold: float = 4.0,
+            watch_threshold: float = 0.7) -> np.ndarray:
+    """The label: rating >= threshold for rated events, watch fraction >= 0.7 for plays."""
+    rating = events["rating"].to_numpy(np.float32)
+    watched = events["watch_fraction"].to_numpy(np.float32)
+    return np.where(~np.isnan(rating), rating >= rating_threshold,
+                    ~np.isnan(watched) & (watched >= watch_threshold))
+
+
+@dataclass
+class FeatureParams:
+    history_length: int = 50  # titles in the user's history bag
+    history_half_life: float = 10.0  # in events: a title's weight halves every N events back
+    max_genres: int = 32  # slots for genre bags (MovieLens has 18-20 genres)
+    max_tags: int = 8  # tag slots per title
+    tag_vocab: int = 2000  # most frequent tags kept
+    year_bucket: int = 5  # years per release-year bucket
+    id_dim: int = 64  # user / item id tables
+    attr_dim: int = 16  # genre, tag, year, demographic and context tables
+    rating_threshold: float = 4.0
+    watch_threshold: float = 0.7
+
+
+@dataclass
+class Vocab:
+    """String/int values -> contiguous ids; unknown values map to PAD (an empty slot)."""
+
+    values: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._ids = {v: i for i, v in enumerate(self.values)}
+
+    def __len__(self) -> int:
+        return max(1, len(self.values))
+
+    def ids(self, values) -> np.ndarray:
+        return np.array([self._ids.get(v, PAD) for v in values], np.int64)
+
+
+@dataclass
+class FeatureTables:
+    """Per-user and per-item rows (numpy), ready to be gathered into batches."""
+
+    user_ids: np.ndarray  # (n_users, Su) int64, PAD = empty
+    user_weights: np.ndarray  # (n_users, Su) float32
+    user_dense: np.ndarray  # (n_users, Du) float32
+    item_ids: np.ndarray  # (n_items, Si)
+    item_weights: np.ndarray
+    item_dense: np.ndarray  # (n_items, Di)
+
+
+class FeatureBuilder:
+    """Fits vocabularies and normalisers on training events; builds feature rows."""
+
+    def __init__(self, params: FeatureParams | None = None) -> None:
+        self.p = params or FeatureParams()
+
+    # ---- fitting ---------------------------------------------------------------------------
+    def fit(self, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None,
+            n_users: int, n_items: int) -> FeatureBuilder:
+        """``events``: training interactions (``user_idx``/``item_idx``); ``items``: catalog with
+        row i = item index i; ``users``: the user table with row u = user index u (or None)."""
+        p = self.p
+        self.n_users, self.n_items = n_users, n_items
+        genre_lists = items["genres"].map(_as_list)
+        self.genres = Vocab(sorted({g for gs in genre_lists for g in gs})[: p.max_genres])
+        tag_counts = pd.Series([t for ts in items["tags"].map(_as_list) for t in ts])
+        self.tags = Vocab(tag_counts.value_counts().index[: p.tag_vocab].tolist())
+        years = pd.to_numeric(items["year"], errors="coerce").dropna()
+        self.year_min = int(years.min()) if len(years) else 0
+        n_year = int((years.max() - self.year_min) // p.year_bucket) + 1 if len(years) else 1
+        self.n_year_buckets = n_year
+        self.demographics: dict[str, Vocab] = {}
+        if users is not None:
+            for col in DEMOGRAPHICS:
+                if col in users.columns:
+                    self.demographics[col] = Vocab(sorted(users[col].dropna().unique().tolist()))
+        self._items = items
+        self._users = users
+        self.item_dense_mean, self.item_dense_std = _moments(_item_stats(events, n_items, p))
+        user_stats = _user_stats(events, p)
+        self.user_dense_mean, self.user_dense_std = _moments(user_stats[1])
+        return self
+
+    def layout(self, pair_dense: int) -> FeatureLayout:
+        p = self.p
+        user = [SparseFeature("user_id", "user", 1, "user"),
+                SparseFeature("user_history", "item", p.history_length, "user"),
+                SparseFeature("user_genres", "genre", len(self.genres), "user")]
+        user += [SparseFeature(f"user_{c}", c, 1, "user") for c in self.demographics]
+        item = [SparseFeature("item_id", "item", 1, "item"),
+                SparseFeature("item_genres", "genre", len(self.genres), "item"),
+                SparseFeature("item_tags", "tag", p.max_tags, "item"),
+                SparseFeature("item_year", "year", 1, "item")]
+        context = [SparseFeature(c, c, 1, "context") for c in CONTEXT]
+        tables = [Table("user", self.n_users, p.id_dim), Table("item", self.n_items, p.id_dim),
+                  Table("genre", len(self.genres), p.attr_dim),
+                  Table("tag", len(self.tags), p.attr_dim),
+                  Table("year", self.n_year_buckets, p.attr_dim)]
+        tables += [Table(c, len(v), p.attr_dim) for c, v in self.demographics.items()]
+        tables += [Table("surface", len(SURFACES), p.attr_dim), Table("hour", 25, p.attr_dim),
+                   Table("dow", 8, p.attr_dim)]
+        return FeatureLayout(tuple(user + item + context), tuple(tables),
+                             user_dense=len(USER_DENSE), item_dense=len(ITEM_DENSE),
+                             pair_dense=pair_dense)
+
+    # ---- rows ------------------------------------------------------------------------------
+    def tables(self, events: pd.DataFrame) -> FeatureTables:
+        """Rows for every known user (from ``events``, the training split) and every item."""
+        user_ids, user_w, user_dense = self.user_rows_from_events(
+            events, np.arange(self.n_users))
+        item_ids, item_w = self._item_rows()
+        item_stats = _item_stats(events, self.n_items, self.p)
+        item_dense = (item_stats - self.item_dense_mean) / self.item_dense_std
+        return FeatureTables(user_ids, user_w, user_dense, item_ids, item_w,
+                             item_dense.astype(np.float32))
+
+    def user_rows_from_events(self, events: pd.DataFrame, users: np.ndarray,
+                              known: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows for ``users`` (indices into ``events.user_idx``); ``known=False`` leaves the id
+        slot and demographics empty (a user the model never saw, e.g. at serving time)."""
+        p = self.p
+        users = np.asarray(users, np.int64)
+        pos_of = {int(u): i for i, u in enumerate(users)}
+        n = len(users)
+        g = len(self.genres)
+        width = 1 + p.history_length + g + len(self.demographics)
+        ids = np.full((n, width), PAD, np.int64)
+        weights = np.zeros((n, width), np.float32)
+        if known:
+            ids[:, 0] = np.where(users < self.n_users, users, PAD)
+            weights[:, 0] = 1.0
+        ev = events[events["user_idx"].isin(users)]
+        rows = ev["user_idx"].map(pos_of).to_numpy(np.int64)
+        # history: most recent first; unknown timestamps count as oldest, file order breaks ties
+        ts = ev["timestamp"].astype("float64").fillna(-np.inf).to_numpy()
+        order = np.lexsort((np.arange(len(ev)), ts, rows))
+        rows_sorted = rows[order]
+        items_sorted = ev["item_idx"].to_numpy(np.int64)[order]
+        counts = np.bincount(rows_sorted, minlength=n)
+        ends = np.cumsum(counts)
+        back = ends[rows_sorted] - 1 - np.arange(len(rows_sorted))  # 0 = most recent
+        keep = back < p.history_length
+        hist_w = np.power(0.5, back[keep] / p.history_half_life).astype(np.float32)
+        ids[rows_sorted[keep], 1 + back[keep]] = items_sorted[keep]
+        weights[rows_sorted[keep], 1 + back[keep]] = hist_w
+        hist = weights[:, 1:1 + p.history_length]
+        hist /= np.maximum(hist.sum(1, keepdims=True), 1e-12)
+        # liked genres: share of the user's engaged events per genre
+        liked = ev[engaged(ev, p.rating_threshold, p.watch_threshold)]
+        if len(liked) and g:
+            genre_ids = self._item_genre_matrix()  # (n_items, g) 0/1
+            per_user = np.zeros((n, g), np.float32)
+            np.add.at(per_user, liked["user_idx"].map(pos_of).to_numpy(np.int64),
+                      genre_ids[liked["item_idx"].to_numpy(np.int64)])
+            share = per_user / np.maximum(per_user.sum(1, keepdims=True), 1e-12)
+            start = 1 + p.history_length
+            has = share > 0
+            ids[:, start:start + g] = np.where(has, np.arange(g)[None, :], PAD)
+            weights[:, start:start + g] = share
+        if known and self._users is not None:
+            start = 1 + p.history_length + g
+            for j, (col, vocab) in enumerate(self.demographics.items()):
+                valid = users < len(self._users)
+                col_ids = np.full(n, PAD, np.int64)
+                col_ids[valid] = vocab.ids(self._users[col].to_numpy()[users[valid]])
+                ids[:, start + j] = col_ids
+                weights[:, start + j] = (col_ids != PAD).astype(np.float32)
+        stats = _user_stats(ev.assign(user_idx=rows), self.p, n)[1]
+        dense = ((stats - self.user_dense_mean) / self.user_dense_std).astype(np.float32)
+        return ids, weights, dense
+
+    def context_rows(self, surfaces: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """(n, 3) ids: surface, hour+1, weekday+1 (0 = time unknown)."""
+        surface_ids = np.array([SURFACES.index(s) for s in surfaces], np.int64)
+        ts = np.asarray(timestamps, np.float64)
+        known = ~np.isnan(ts)
+        hour = np.zeros(len(ts), np.int64)
+        dow = np.zeros(len(ts), np.int64)
+        hour[known] = (ts[known] // 3600 % 24).astype(np.int64) + 1
+        dow[known] = ((ts[known] // 86400 + 3) % 7).astype(np.int64) + 1  # 1970-01-01: Thu
+        return np.stack([surface_ids, hour, dow], axis=1)
+
+    def _item_genre_matrix(self) -> np.ndarray:
+        if not hasattr(self, "_genre_matrix"):
+            m = np.zeros((self.n_items, len(self.genres)), np.float32)
+            for i, gs in enumerate(self._items["genres"].map(_as_list)):
+                gid = self.genres.ids(gs)
+                m[i, gid[gid != PAD]] = 1.0
+            self._genre_matrix = m
+        return self._genre_matrix
+
+    def _item_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        p = self.p
+        g = len(self.genres)
+        width = 1 + g + p.max_tags + 1
+        ids = np.full((self.n_items, width), PAD, np.int64)
+        weights = np.zeros((self.n_items, width), np.float32)
+        ids[:, 0] = np.arange(self.n_items)
+        weights[:, 0] = 1.0
+        gm = self._item_genre_matrix()
+        ids[:, 1:1 + g] = np.where(gm > 0, np.arange(g)[None, :], PAD)
+        weights[:, 1:1 + g] = gm / np.maximum(gm.sum(1, keepdims=True), 1.0)
+        for i, tags in enumerate(self._items["tags"].map(_as_list)):
+            tid = self.tags.ids(tags)
+            tid = tid[tid != PAD][: p.max_tags]
+            if len(tid):
+                ids[i, 1 + g:1 + g + len(tid)] = tid
+                weights[i, 1 + g:1 + g + len(tid)] = 1.0 / len(tid)
+        years = pd.to_numeric(self._items["year"], errors="coerce").to_numpy(np.float64)
+        known = ~np.isnan(years)
+        bucket = np.full(self.n_items, PAD, np.int64)
+        bucket[known] = np.clip((years[known] - self.year_min) // p.year_bucket, 0,
+                                self.n_year_buckets - 1).astype(np.int64)
+        ids[:, -1] = bucket
+        weights[:, -1] = known.astype(np.float32)
+        return ids, weights
+
+
+USER_DENSE = ("log_events", "log_engaged", "mean_rating", "engaged_share")
+ITEM_DENSE = ("log_events", "log_engaged", "mean_rating", "engaged_share")
+
+
+def _activity(events: pd.DataFrame, key: str, n: int, p: FeatureParams) -> np.ndarray:
+    """(n, 4) counts per user or item: the USER_DENSE / ITEM_DENSE columns."""
+    idx = events[key].to_numpy(np.int64)
+    count = np.bincount(idx, minlength=n).astype(np.float64)
+    pos = np.bincount(idx, weights=engaged(events, p.rating_threshold, p.watch_threshold)
+                      .astype(np.float64), minlength=n)
+    rating = events["rating"].to_numpy(np.float64)
+    rated = ~np.isnan(rating)
+    rsum = np.bincount(idx[rated], weights=rating[rated], minlength=n)
+    rcount = np.bincount(idx[rated], minlength=n)
+    mean_rating = np.where(rcount > 0, rsum / np.maximum(rcount, 1) - 3.0, 0.0)
+    share = np.where(count > 0, pos / np.maximum(count, 1), 0.0)
+    return np.stack([np.log1p(count), np.log1p(pos), mean_rating, share], 1)
+
+
+def _item_stats(events: pd.DataFrame, n_items: int, p: FeatureParams) -> np.ndarray:
+    return _activity(events, "item_idx", n_items, p)
+
+
+def _user_stats(events: pd.DataFrame, p: FeatureParams,
+                n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    n = int(events["user_idx"].max()) + 1 if n is None and len(events) else (n or 0)
+    stats = _activity(events, "user_idx", n, p)
+    return np.arange(n), stats
+
+
+def _moments(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return stats.mean(0), np.maximum(stats.std(0), 1e-6)
+
+
+def _as_list(value) -> list:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return list(value)

@@ -1,0 +1,218 @@
+"""The two-tower ranker: sparse arch -> user / item towers + dense arch -> interaction -> head.
+
+::
+
+    ids, weights ──► sparse arch (EmbeddingBagCollection over a KeyedJaggedTensor)
+                       ├─ user features ──┐
+                       ├─ item features ──┼─► item tower ─► v ─┐
+                       └─ context ────────┘                     │
+    user_dense ──────► user tower ─► u ─────────────────────────┤
+    item_dense ──────► (item tower input)                       │
+    pair_dense ──────► dense arch (with context) ─► d ─────────┤
+                                                                 ▼
+                           logit = <u, v> + interaction MLP([u, v, u*v, d])   (sigmoid = P(engaged))
+
+The dot product ``<u, v>`` alone is the retrieval score: the item tower's outputs for the whole
+catalog go into a FAISS index and the user tower's output is the query, which makes two-tower
+retrieval one more candidate source. Three interchangeable sparse arches compute the same pooled
+embeddings: ``torchrec`` (an ``EmbeddingBagCollection`` that ``DistributedModelParallel`` shards),
+``embedding_bag`` (plain ``nn.EmbeddingBag``, the baseline of the throughput benchmark) and
+``gather`` (index + multiply + sum over the padded slots: what gets exported, since TorchScript
+and ONNX handle it everywhere).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from recsys.ranking.layout import FeatureLayout
+
+SPARSE_ARCHES = ("torchrec", "embedding_bag", "gather")
+
+
+@dataclass
+class ModelParams:
+    tower_dims: list[int] = field(default_factory=lambda: [256, 64])  # last = embedding size
+    dense_dims: list[int] = field(default_factory=lambda: [32])
+    interaction_dims: list[int] = field(default_factory=lambda: [64])
+    sparse_arch: str = "torchrec"  # torchrec | embedding_bag | gather
+
+
+def mlp(in_dim: int, dims: list[int], last_activation: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for j, out in enumerate(dims):
+        layers.append(nn.Linear(in_dim, out))
+        if last_activation or j < len(dims) - 1:
+            layers.append(nn.ReLU())
+        in_dim = out
+    return nn.Sequential(*layers)
+
+
+def to_kjt(layout: FeatureLayout, ids: torch.Tensor, weights: torch.Tensor):
+    """Padded (B, S) ids/weights -> a weighted KeyedJaggedTensor with the layout's keys."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    values, lengths, ws = [], [], []
+    for _feature, start, stop in layout.slices():
+        sub, w = ids[:, start:stop], weights[:, start:stop]
+        mask = sub >= 0
+        values.append(sub[mask])
+        ws.append(w[mask])
+        lengths.append(mask.sum(1))
+    return KeyedJaggedTensor(
+        keys=[f.name for f in layout.features], values=torch.cat(values),
+        weights=torch.cat(ws), lengths=torch.cat(lengths).to(torch.int32),
+    )
+
+
+class TorchRecSparseArch(nn.Module):
+    def __init__(self, layout: FeatureLayout, device: torch.device | None = None) -> None:
+        super().__init__()
+        from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+        from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+        self.layout = layout
+        self.ebc = EmbeddingBagCollection(
+            tables=[EmbeddingBagConfig(name=t.name, embedding_dim=t.dim,
+                                       num_embeddings=t.num_embeddings,
+                                       feature_names=layout.features_of(t.name),
+                                       pooling=PoolingType.SUM)
+                    for t in layout.tables],
+            is_weighted=True, device=device,
+        )
+
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.ebc(to_kjt(self.layout, ids, weights)).to_dict()
+
+    def table_weights(self) -> dict[str, torch.Tensor]:
+        return {name: bag.weight for name, bag in self.ebc.embedding_bags.items()}
+
+
+class EmbeddingBagSparseArch(nn.Module):
+    """Plain PyTorch: one ``nn.EmbeddingBag`` per table; row ``num_embeddings`` is padding."""
+
+    def __init__(self, layout: FeatureLayout, sparse_grad: bool = True) -> None:
+        super().__init__()
+        self.layout = layout
+        self.bags = nn.ModuleDict({
+            t.name: nn.EmbeddingBag(t.num_embeddings + 1, t.dim, mode="sum",
+                                    padding_idx=t.num_embeddings, sparse=sparse_grad)
+            for t in layout.tables})
+
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for feature, start, stop in self.layout.slices():
+            bag = self.bags[feature.table]
+            sub = ids[:, start:stop]
+            sub = torch.where(sub >= 0, sub, torch.full_like(sub, bag.padding_idx))
+            out[feature.name] = bag(sub, per_sample_weights=weights[:, start:stop])
+        return out
+
+    def table_weights(self) -> dict[str, torch.Tensor]:
+        return {name: bag.weight[:-1] for name, bag in self.bags.items()}
+
+
+class GatherSparseArch(nn.Module):
+    """Index, weight, sum: the export-friendly arch (same numbers as the other two)."""
+
+    def __init__(self, layout: FeatureLayout, tables: dict[str, torch.Tensor] | None = None
+                 ) -> None:
+        super().__init__()
+        self.layout = layout
+        self.tables = nn.ParameterDict({
+            t.name: nn.Parameter(tables[t.name].detach().clone() if tables is not None
+                                 else torch.randn(t.num_embeddings, t.dim) * 0.01)
+            for t in layout.tables})
+
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for feature, start, stop in self.layout.slices():
+            sub = ids[:, start:stop]
+            w = weights[:, start:stop] * (sub >= 0).to(weights.dtype)
+            emb = self.tables[feature.table][sub.clamp(min=0)]  # (B, slots, dim)
+            out[feature.name] = (emb * w.unsqueeze(-1)).sum(1)
+        return out
+
+    def table_weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.tables.items())
+
+
+class TwoTowerRanker(nn.Module):
+    """See the module docstring. ``forward`` returns logits (B,); ``score`` = sigmoid."""
+
+    def __init__(self, layout: FeatureLayout, params: ModelParams | None = None,
+                 sparse_device: torch.device | None = None,
+                 tables: dict[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.layout = layout
+        self.params = params = params or ModelParams()
+        if params.sparse_arch not in SPARSE_ARCHES:
+            raise ValueError(f"sparse_arch must be one of {SPARSE_ARCHES}, "
+                             f"got {params.sparse_arch!r}")
+        if params.sparse_arch == "torchrec":
+            self.sparse_arch: nn.Module = TorchRecSparseArch(layout, sparse_device)
+        elif params.sparse_arch == "embedding_bag":
+            self.sparse_arch = EmbeddingBagSparseArch(layout)
+        else:
+            self.sparse_arch = GatherSparseArch(layout, tables)
+        dims = {t.name: t.dim for t in layout.tables}
+        self.user_features = [f.name for f in layout.side("user")]
+        self.item_features = [f.name for f in layout.side("item")]
+        self.context_features = [f.name for f in layout.side("context")]
+        width = {f.name: dims[f.table] for f in layout.features}
+        self.user_tower = mlp(sum(width[f] for f in self.user_features) + layout.user_dense,
+                              params.tower_dims, last_activation=False)
+        self.item_tower = mlp(sum(width[f] for f in self.item_features) + layout.item_dense,
+                              params.tower_dims, last_activation=False)
+        self.dense_arch = mlp(sum(width[f] for f in self.context_features) + layout.pair_dense,
+                              params.dense_dims)
+        d = params.tower_dims[-1]
+        self.interaction = mlp(3 * d + params.dense_dims[-1], [*params.interaction_dims, 1],
+                               last_activation=False)
+
+    def towers(self, ids: torch.Tensor, weights: torch.Tensor, user_dense: torch.Tensor,
+               item_dense: torch.Tensor, pair_dense: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pooled = self.sparse_arch(ids, weights)
+        u = self.user_tower(torch.cat([pooled[f] for f in self.user_features] + [user_dense], 1))
+        v = self.item_tower(torch.cat([pooled[f] for f in self.item_features] + [item_dense], 1))
+        d = self.dense_arch(torch.cat([pooled[f] for f in self.context_features] + [pair_dense],
+                                      1))
+        return u, v, d
+
+    def logits(self, ids, weights, user_dense, item_dense, pair_dense
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ranking logit, retrieval logit <u, v>), both (B,)."""
+        u, v, d = self.towers(ids, weights, user_dense, item_dense, pair_dense)
+        dot = (u * v).sum(-1)
+        return dot + self.interaction(torch.cat([u, v, u * v, d], 1)).squeeze(-1), dot
+
+    def forward(self, ids, weights, user_dense, item_dense, pair_dense) -> torch.Tensor:
+        return self.logits(ids, weights, user_dense, item_dense, pair_dense)[0]
+
+
+class ServingRanker(nn.Module):
+    """What Triton serves: P(engaged) as a (B, 1) float32, from the five padded inputs."""
+
+    def __init__(self, ranker: TwoTowerRanker) -> None:
+        super().__init__()
+        self.ranker = ranker
+
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor, user_dense: torch.Tensor,
+                item_dense: torch.Tensor, pair_dense: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.ranker(ids, weights, user_dense, item_dense, pair_dense)
+                             ).unsqueeze(-1)
+
+
+def as_gather_model(model: TwoTowerRanker) -> TwoTowerRanker:
+    """A copy of ``model`` with the export-friendly arch and the same weights (any arch in)."""
+    tables = {k: v.detach().cpu() for k, v in model.sparse_arch.table_weights().items()}
+    params = ModelParams(model.params.tower_dims, model.params.dense_dims,
+                         model.params.interaction_dims, "gather")
+    out = TwoTowerRanker(model.layout, params, tables=tables)
+    dense = {k: v for k, v in model.state_dict().items() if not k.startswith("sparse_arch.")}
+    out.load_state_dict(dense, strict=False)
+    return out.eval()
