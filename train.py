@@ -1,5 +1,9 @@
 """Train and evaluate one model: ``python train.py data=ml-latest-small model=ease``.
 
+With a ranker configured (``experiment=two_tower_ml1m``, or ``candidates=default
+ranker=two_tower``) the job is the two-stage pipeline instead: see ``recsys.ranking.pipeline``;
+``trainer=ray trainer.num_workers=2`` trains it on Ray Train.
+
 Loads the dataset, splits it, fits the model, evaluates it (with MostPopular as the floor in the
 same run), writes the model, id indices and metrics.json into the Hydra run directory, logs to
 wandb (offline by default) and prints the metrics and a sample user's top-N. Sweeps:
@@ -72,7 +76,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
     try:
-        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if cfg.ranker is not None:
+            from recsys.ranking.pipeline import train_ranker
+
+            train_ranker(cfg, run_dir)
+        else:
+            train(cfg, run_dir)
     except RecsysError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -35,13 +35,14 @@ class WandbTracker:
     """One wandb run per training job (``reinit`` so Hydra sweeps get one run each)."""
 
     def __init__(self, config: dict[str, Any], run_dir: Path, mode: str, project: str,
-                 name: str, tags: list[str]) -> None:
+                 name: str, tags: list[str], run_id: str | None = None) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
 
         self._wandb = wandb
         self.run = wandb.init(project=project, name=name, config=config, dir=str(run_dir),
-                              mode=mode, tags=tags, reinit="finish_previous")
+                              mode=mode, tags=tags, reinit="finish_previous",
+                              id=run_id, resume="allow" if run_id else None)
         log.info("wandb %s run %s in %s", mode, self.run.id, self.run.dir)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
@@ -58,7 +59,9 @@ class WandbTracker:
 
 
 def start_tracker(enabled: bool, mode: str, project: str, config: dict[str, Any], run_dir: Path,
-                  name: str, tags: list[str] | None = None) -> Tracker:
+                  name: str, tags: list[str] | None = None, run_id: str | None = None
+                  ) -> Tracker:
+    """``run_id`` lets several processes (the driver, a training worker) write one run."""
     if not enabled or mode == "disabled":
         return NullTracker()
-    return WandbTracker(config, run_dir, mode, project, name, list(tags or []))
+    return WandbTracker(config, run_dir, mode, project, name, list(tags or []), run_id)

@@ -132,6 +132,79 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (falls back to CPU with a warning)
     progress: bool = True  # progress bars on long steps
     eval_batch_size: int = 2048  # users scored per batch during evaluation
+    # ranker training (ignored by the single-stage models)
+    kind: str = "local"  # local (one in-process worker) | ray (Ray Train TorchTrainer)
+    num_workers: int = 1  # Ray Train workers; each holds a shard of the embedding tables
+    cpus_per_worker: float = 1.0
+    threads_per_worker: int | None = None  # torch threads per worker; null = cores / workers
+    epochs: int = 5
+    batch_size: int = 1024  # rows per worker per step
+    patience: int = 2  # epochs without a better validation NDCG@10 before early stopping
+    resume: bool = True  # continue from the last checkpoint in the run's checkpoint folder
+    checkpoint_dir: str | None = None  # null = <run dir>/checkpoints
+    # table -> allowed TorchRec sharding types; CPU allows data_parallel, table_wise,
+    # column_wise, table_column_wise; CUDA adds row_wise (see configs/trainer/gpu.yaml)
+    sharding: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class RankerFeaturesConfig:
+    history_length: int = 50  # titles in the user's recent-history bag
+    history_half_life: float = 10.0  # events back at which a history title's weight halves
+    max_genres: int = 32
+    max_tags: int = 8
+    tag_vocab: int = 2000
+    year_bucket: int = 5  # years per release-year bucket
+    id_dim: int = 64  # user / item embedding size
+    attr_dim: int = 16  # genre, tag, year, demographic and context embedding size
+    rating_threshold: float = 4.0  # label: engaged = rating >= this ...
+    watch_threshold: float = 0.7  # ... or watch fraction >= this for plays
+
+
+@dataclass
+class RankerModelConfig:
+    tower_dims: list[int] = field(default_factory=lambda: [256, 64])  # last = embedding size
+    dense_dims: list[int] = field(default_factory=lambda: [32])
+    interaction_dims: list[int] = field(default_factory=lambda: [64])
+
+
+@dataclass
+class NegativesConfig:
+    hard: int = 4  # per positive, drawn from the user's merged candidates
+    random: int = 2  # per positive, drawn from the catalog
+    explicit: bool = True  # label events below the engagement bar are negatives too
+
+
+@dataclass
+class StackingConfig:
+    label_fraction: float = 0.2  # share of each user's train events that label the ranker
+    validation_users: float = 0.1  # share of label users kept for validation / early stopping
+
+
+@dataclass
+class RankerExportConfig:
+    formats: list[str] = field(default_factory=lambda: ["torchscript", "onnx"])
+    serve_format: str = "torchscript"  # the file the Triton repository serves
+    max_batch_size: int = 1024  # rows per Triton execution
+    preferred_batch_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    max_queue_delay_us: int = 2000  # how long Triton waits to merge requests
+    max_queue_size: int = 64  # bounded queue: requests beyond it are rejected, not buffered
+    instance_count: int = 1
+    check_on_triton: bool = True  # start the real Triton and compare its scores (1e-5)
+
+
+@dataclass
+class RankerConfig:
+    features: RankerFeaturesConfig = field(default_factory=RankerFeaturesConfig)
+    model: RankerModelConfig = field(default_factory=RankerModelConfig)
+    negatives: NegativesConfig = field(default_factory=NegativesConfig)
+    stacking: StackingConfig = field(default_factory=StackingConfig)
+    export: RankerExportConfig = field(default_factory=RankerExportConfig)
+    dense_lr: float = 1e-3  # Adam on the towers and MLPs
+    embedding_lr: float = 0.05  # fused optimizer on the embedding tables
+    embedding_optimizer: str = "adagrad"  # adagrad | rowwise_adagrad | sgd | adam
+    retrieval_loss_weight: float = 0.0  # extra BCE on <u, v> alone (sharpens retrieval)
+    retrieval_k: int = 200  # two-tower retrieval list length (FAISS over item-tower vectors)
 
 
 @dataclass
@@ -169,6 +242,7 @@ class Config:
     model: Any = MISSING
     index: Any = MISSING  # the FAISS index every vector source builds (configs/index/)
     candidates: Any = None  # the merged candidate set (configs/candidates/), when asked for
+    ranker: Any = None  # the second stage (configs/ranker/); set = train.py trains the ranker
     split: SplitConfig = field(default_factory=SplitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = MISSING
@@ -194,5 +268,6 @@ def register_configs() -> None:
     cs.store(group="schema/candidates", name="generator", node=GeneratorConfig)
     cs.store(group="schema/split", name="split", node=SplitConfig)
     cs.store(group="schema/trainer", name="trainer", node=TrainerConfig)
+    cs.store(group="schema/ranker", name="ranker", node=RankerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
     cs.store(group="schema/logger", name="none", node=NoLoggerConfig)

@@ -190,8 +190,12 @@ class TwoTowerRanker(nn.Module):
         dot = (u * v).sum(-1)
         return dot + self.interaction(torch.cat([u, v, u * v, d], 1)).squeeze(-1), dot
 
-    def forward(self, ids, weights, user_dense, item_dense, pair_dense) -> torch.Tensor:
-        return self.logits(ids, weights, user_dense, item_dense, pair_dense)[0]
+    def forward(self, ids, weights, user_dense, item_dense, pair_dense
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Both logits come out of forward (not a side method) so that, under
+        # DistributedModelParallel, every gradient flows through the wrapped forward and the
+        # dense parameters are all-reduced.
+        return self.logits(ids, weights, user_dense, item_dense, pair_dense)
 
 
 class ServingRanker(nn.Module):
@@ -203,8 +207,8 @@ class ServingRanker(nn.Module):
 
     def forward(self, ids: torch.Tensor, weights: torch.Tensor, user_dense: torch.Tensor,
                 item_dense: torch.Tensor, pair_dense: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.ranker(ids, weights, user_dense, item_dense, pair_dense)
-                             ).unsqueeze(-1)
+        logit = self.ranker(ids, weights, user_dense, item_dense, pair_dense)[0]
+        return torch.sigmoid(logit).unsqueeze(-1)
 
 
 def as_gather_model(model: TwoTowerRanker) -> TwoTowerRanker:
