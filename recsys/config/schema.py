@@ -178,6 +178,7 @@ class NegativesConfig:
 @dataclass
 class StackingConfig:
     label_fraction: float = 0.2  # share of each user's train events that label the ranker
+    folds: int = 1  # > 1: K-fold stacking (each train event labels once; K x rows and fits)
     validation_users: float = 0.1  # share of label users kept for validation / early stopping
 
 

@@ -92,6 +92,7 @@ def train_ranker(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     features = FeatureParams(**OmegaConf.to_container(r.features))
     stacking = StackingParams(label_fraction=r.stacking.label_fraction,
                               validation_users=r.stacking.validation_users,
+                              folds=r.stacking.folds,
                               overfetch=cfg.candidates.overfetch,
                               positive_threshold=cfg.eval.positive_threshold, seed=cfg.seed)
 

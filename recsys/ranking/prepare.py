@@ -38,6 +38,7 @@ class StackingParams:
     label_fraction: float = 0.2  # share of each user's training events kept as ranker labels
     validation_users: float = 0.1  # share of label users held apart for validation
     overfetch: float = 2.0  # source list depth = quota * overfetch (as the online generator)
+    folds: int = 1  # > 1: K-fold stacking, every training event labels the ranker once
     feature_depth: int | None = None  # rank/score features reach this deep into each source
     positive_threshold: float = 4.0
     seed: int = 42
@@ -82,40 +83,78 @@ def users_by_index(dataset: Dataset) -> pd.DataFrame | None:
     return dataset.users.set_index("user_id").reindex(dataset.user_index.raw_ids).reset_index()
 
 
+def _fold_events(train_events: pd.DataFrame, stacking: StackingParams
+                 ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """[(fit events, label events)] per fold. One fold: a per-user random ``label_fraction``.
+    K folds: each event labels in exactly one fold (K-fold stacking: K times the labels)."""
+    if stacking.folds <= 1:
+        split = split_interactions(train_events, "random", stacking.label_fraction,
+                                   stacking.seed + 1)
+        return [(split.train, split.test)]
+    fold = np.random.default_rng(stacking.seed + 1).integers(0, stacking.folds,
+                                                             len(train_events))
+    return [(train_events[fold != f], train_events[fold == f]) for f in range(stacking.folds)]
+
+
 def prepare_ranker_data(dataset: Dataset, train_events: pd.DataFrame,
                         make_sources, feature_params: FeatureParams, mix: NegativeMix,
                         stacking: StackingParams, progress: bool = True) -> RankerData:
-    """Stage 1 of the module docstring. ``make_sources()`` returns fresh unfitted sources."""
-    split = split_interactions(train_events, "random", stacking.label_fraction, stacking.seed + 1)
-    fit_events, label_events = split.train, split.test
-    fitted, pos, seen = fit_sources(make_sources(), fit_events, dataset,
-                                    stacking.positive_threshold)
-    lists = source_lists(fitted, pos, seen, stacking.overfetch, progress=progress,
-                         feature_depth=stacking.feature_depth)
-    builder = FeatureBuilder(feature_params).fit(fit_events, dataset.items_by_index(),
+    """Stage 1 of the module docstring. ``make_sources()`` returns fresh unfitted sources.
+
+    With ``stacking.folds`` > 1 every fold has its own sources and feature rows; the folds'
+    tables are stacked (fold f's user u is row ``f * n_users + u``), validation comes from
+    fold 0 and its users are kept out of every fold's training rows."""
+    p = feature_params
+    folds = _fold_events(train_events, stacking)
+    builder = FeatureBuilder(feature_params).fit(folds[0][0], dataset.items_by_index(),
                                                  users_by_index(dataset), dataset.n_users,
                                                  dataset.n_items)
-    tables = builder.tables(fit_events)
-    layout = builder.layout(lists.width)
-
-    seen_by_user = user_items(fit_events)
-    p = feature_params
-    label_pos = label_events[engaged(label_events, p.rating_threshold, p.watch_threshold)]
-    label_users = np.unique(label_pos["user_idx"].to_numpy())
-    rng = np.random.default_rng(stacking.seed)
-    val_mask = rng.random(len(label_users)) < stacking.validation_users
-    train_users, val_users = label_users[~val_mask], label_users[val_mask]
-    train_rows = training_rows(label_events, train_users, lists, builder, seen_by_user, mix,
-                               seed=stacking.seed)
-    truth = {u: np.setdiff1d(items, seen_by_user.get(u, ()))
-             for u, items in user_items(label_pos).items()}
-    val_users = np.array([u for u in val_users if len(truth.get(int(u), ()))], np.int64)
-    val_rows, val_starts = candidate_rows(val_users, lists, builder, truth,
-                                          last_timestamps(fit_events))
-    val_truth = truth_matrix(val_rows, val_starts, dataset.n_items, truth, val_users)
-    log.info("ranker rows: %d train (%.1f%% positive), %d validation over %d users",
-             len(train_rows), 100 * train_rows.labels.mean(), len(val_rows), len(val_users))
+    all_tables, all_rows = [], []
+    for f, (fit_events, label_events) in enumerate(folds):
+        fitted, pos, seen = fit_sources(make_sources(), fit_events, dataset,
+                                        stacking.positive_threshold)
+        lists = source_lists(fitted, pos, seen, stacking.overfetch, progress=progress,
+                             feature_depth=stacking.feature_depth)
+        tables = builder.tables(fit_events)
+        seen_by_user = user_items(fit_events)
+        label_pos = label_events[engaged(label_events, p.rating_threshold, p.watch_threshold)]
+        label_users = np.unique(label_pos["user_idx"].to_numpy())
+        if f == 0:
+            layout = builder.layout(lists.width)
+            rng = np.random.default_rng(stacking.seed)
+            val_all = label_users[rng.random(len(label_users)) < stacking.validation_users]
+            truth = {u: np.setdiff1d(items, seen_by_user.get(u, ()))
+                     for u, items in user_items(label_pos).items()}
+            val_users = np.array([u for u in val_all if len(truth.get(int(u), ()))], np.int64)
+            val_rows, val_starts = candidate_rows(val_users, lists, builder, truth,
+                                                  last_timestamps(fit_events))
+            val_truth = truth_matrix(val_rows, val_starts, dataset.n_items, truth, val_users)
+            val_tables = tables
+        train_users = label_users[~np.isin(label_users, val_all)]
+        rows = training_rows(label_events, train_users, lists, builder, seen_by_user, mix,
+                             seed=stacking.seed + f)
+        rows.users = rows.users + f * dataset.n_users
+        rows.items = rows.items + f * dataset.n_items
+        all_tables.append(tables)
+        all_rows.append(rows)
+    train_rows = concat_rows(all_rows)
+    tables = val_tables if len(folds) == 1 else stack_tables(all_tables)
+    log.info("ranker rows: %d train (%.1f%% positive) from %d fold(s), %d validation over "
+             "%d users", len(train_rows), 100 * train_rows.labels.mean(), len(folds),
+             len(val_rows), len(val_users))
     return RankerData(builder, layout, tables, train_rows, val_rows, val_starts, val_truth)
+
+
+def concat_rows(parts: list[PairRows]) -> PairRows:
+    return PairRows(*(np.concatenate([getattr(r, f) for r in parts])
+                      for f in ("users", "items", "labels", "context", "pair_dense")))
+
+
+def stack_tables(parts: list[FeatureTables]) -> FeatureTables:
+    """Fold tables one under another (fold 0 first, so validation rows index it unchanged)."""
+    return FeatureTables(*(np.concatenate([getattr(t, f) for t in parts])
+                           for f in ("user_ids", "user_weights", "user_dense", "item_ids",
+                                     "item_weights", "item_dense")))
 
 
 def last_timestamps(events: pd.DataFrame) -> dict[int, float]:

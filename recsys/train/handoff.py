@@ -34,8 +34,8 @@ def write_worker_data(data: RankerData, directory: Path) -> Path:
     data.train.write(directory / "train.parquet")
     data.validation.write(directory / "validation.parquet")
     sp.save_npz(directory / "validation_truth.npz", data.validation_truth)
-    counts = np.bincount(data.train.items[data.train.labels > 0], minlength=data.layout.table(
-        "item").num_embeddings)
+    n_items = data.layout.table("item").num_embeddings
+    counts = np.bincount(data.train.items[data.train.labels > 0] % n_items, minlength=n_items)
     np.savez(directory / "validation.npz", starts=data.validation_starts,
              item_popularity=counts / max(1, counts.sum()))
     return directory

@@ -143,6 +143,13 @@ def save_checkpoint(dmp, optimizer, directory: Path) -> None:
 def load_checkpoint(dmp, optimizer, directory: Path) -> None:
     import torch.distributed.checkpoint as dcp
 
+    # Adam creates its moments on the first step: until then its state_dict has no entries,
+    # and DCP only fills the keys the target already has, so the dense optimizer state would
+    # be silently dropped. A zero-gradient step materialises it (it leaves the weights as they
+    # are, and the step counts are overwritten by the load).
+    for _, opt in getattr(optimizer, "optimizers", [("", optimizer)]):
+        if not opt.state:
+            opt.init_state()
     state = {"model": dmp.state_dict(), "optim": optimizer.state_dict()}
     dcp.load(state, checkpoint_id=str(directory))
     dmp.load_state_dict(state["model"])
