@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--rows", type=int, default=200_000, help="training rows per epoch "
                         "in the throughput runs")
+    parser.add_argument("--quality-from", type=Path, default=None,
+                        help="reuse a finished run's folder (its metrics.json and ranker_data) "
+                        "instead of training the quality run again")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the quality run")
     args = parser.parse_args()
@@ -126,7 +129,12 @@ def main() -> None:
     report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "torch": torch.__version__,
                                 "cuda": torch.cuda.is_available()}}
-    if not args.skip_quality:
+    if args.quality_from is not None:
+        metrics = json.loads((args.quality_from / "metrics.json").read_text())
+        report["quality"] = {"results": metrics["results"], "run": metrics["run"],
+                             "history": metrics["history"], "source": "reused run"}
+        data_dir = args.quality_from / "ranker_data"
+    elif not args.skip_quality:
         t0 = time.perf_counter()
         results = train_ranker(cfg, work / "quality")
         metrics = json.loads((work / "quality" / "metrics.json").read_text())

@@ -59,7 +59,8 @@ def run_ray(cfg: LoopConfig, num_workers: int, cpus_per_worker: float = 1.0,
     worker_cfg = replace(cfg, report_to_ray=True)
     storage = Path(storage_dir or Path(cfg.checkpoint_dir).parent / "ray").resolve()
     ray_ctx = (contextlib.nullcontext() if os.environ.get("RAY_ADDRESS")
-               else local_ray(num_cpus=max(2, int(num_workers * cpus_per_worker + 0.5))))
+               else local_ray(num_cpus=max(2, int(num_workers * cpus_per_worker + 0.5)),
+                              log_to_driver=True))  # epoch lines and progress from workers
     with ray_ctx:
         trainer = TorchTrainer(
             train_worker,
