@@ -272,3 +272,20 @@ def test_pair_rows_parquet_round_trip(setup, tmp_path):
     part = back.take(idx)
     assert np.array_equal(part.items, rd.train.items[idx])
     assert np.array_equal(part.context, rd.train.context[idx])
+
+
+def test_k_fold_stacking_stacks_fold_tables_and_keeps_validation_out(setup):
+    dataset, split, one = setup
+    two = prepare_ranker_data(dataset, split.train, make_sources, PARAMS, NegativeMix(),
+                              StackingParams(folds=2), progress=False)
+    n_users, n_items = dataset.n_users, dataset.n_items
+    assert two.tables.user_ids.shape[0] == 2 * n_users
+    assert two.tables.item_ids.shape[0] == 2 * n_items
+    assert two.train.users.max() >= n_users  # fold 1 rows point into fold 1's tables
+    assert two.train.users.max() < 2 * n_users and two.train.items.max() < 2 * n_items
+    # every training event labels exactly one fold: more rows than one 20% label slice
+    assert len(two.train) > len(one.train)
+    val_users = np.unique(two.validation.users)
+    assert not np.isin(two.train.users % n_users, val_users).any()
+    batch = gather(two.tables, two.train, np.arange(min(64, len(two.train))))
+    assert batch.ids.shape[1] == two.layout.slots
