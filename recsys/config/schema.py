@@ -185,7 +185,7 @@ class StackingConfig:
 @dataclass
 class RankerExportConfig:
     formats: list[str] = field(default_factory=lambda: ["torchscript", "onnx"])
-    serve_format: str = "torchscript"  # the file the Triton repository serves
+    serve_format: str = "onnx"  # the file Triton serves: onnxruntime measured 2-10x faster on CPU
     max_batch_size: int = 1024  # rows per Triton execution
     preferred_batch_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
     max_queue_delay_us: int = 2000  # how long Triton waits to merge requests
