@@ -131,14 +131,16 @@ def main() -> None:
                                 "cuda": torch.cuda.is_available()}}
     if args.quality_from is not None:
         metrics = json.loads((args.quality_from / "metrics.json").read_text())
-        report["quality"] = {"results": metrics["results"], "run": metrics["run"],
+        run = {**metrics["run"], "triton_repository": "<run dir>/ranker/triton_repository"}
+        report["quality"] = {"results": metrics["results"], "run": run,
                              "history": metrics["history"], "source": "reused run"}
         data_dir = args.quality_from / "ranker_data"
     elif not args.skip_quality:
         t0 = time.perf_counter()
         results = train_ranker(cfg, work / "quality")
         metrics = json.loads((work / "quality" / "metrics.json").read_text())
-        report["quality"] = {"results": results, "run": metrics["run"],
+        run = {**metrics["run"], "triton_repository": "<run dir>/ranker/triton_repository"}
+        report["quality"] = {"results": results, "run": run,
                              "history": metrics["history"], "wall_s": time.perf_counter() - t0}
         data_dir = work / "quality" / "ranker_data"
     else:
