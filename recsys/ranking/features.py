@@ -108,8 +108,7 @@ class FeatureBuilder:
         self._items = items
         self._users = users
         self.item_dense_mean, self.item_dense_std = _moments(_item_stats(events, n_items, p))
-        user_stats = _user_stats(events, p)
-        self.user_dense_mean, self.user_dense_std = _moments(user_stats[1])
+        self.user_dense_mean, self.user_dense_std = _moments(_user_stats(events, p))
         return self
 
     def layout(self, pair_dense: int) -> FeatureLayout:
@@ -196,7 +195,7 @@ class FeatureBuilder:
                 col_ids[valid] = vocab.ids(self._users[col].to_numpy()[users[valid]])
                 ids[:, start + j] = col_ids
                 weights[:, start + j] = (col_ids != PAD).astype(np.float32)
-        stats = _user_stats(ev.assign(user_idx=rows), self.p, n)[1]
+        stats = _user_stats(ev.assign(user_idx=rows), self.p, n)
         dense = ((stats - self.user_dense_mean) / self.user_dense_std).astype(np.float32)
         return ids, weights, dense
 
@@ -270,11 +269,10 @@ def _item_stats(events: pd.DataFrame, n_items: int, p: FeatureParams) -> np.ndar
     return _activity(events, "item_idx", n_items, p)
 
 
-def _user_stats(events: pd.DataFrame, p: FeatureParams,
-                n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _user_stats(events: pd.DataFrame, p: FeatureParams, n: int | None = None) -> np.ndarray:
+    """(n, 4) USER_DENSE columns; ``n`` defaults to the largest user index + 1."""
     n = int(events["user_idx"].max()) + 1 if n is None and len(events) else (n or 0)
-    stats = _activity(events, "user_idx", n, p)
-    return np.arange(n), stats
+    return _activity(events, "user_idx", n, p)
 
 
 def _moments(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,12 +35,7 @@ from recsys.ranking.features import FeatureParams
 from recsys.ranking.layout import FeatureLayout
 from recsys.ranking.model import ModelParams, ServingRanker, TwoTowerRanker, as_gather_model
 from recsys.ranking.pairs import NegativeMix, candidate_rows
-from recsys.ranking.prepare import (
-    StackingParams,
-    prepare_ranker_data,
-    refit_for_serving,
-    user_items,
-)
+from recsys.ranking.prepare import StackingParams, prepare_ranker_data, refit_for_serving
 from recsys.ranking.retrieval import tower_vectors
 from recsys.train.handoff import write_worker_data
 from recsys.train.launch import run_local, run_ray
@@ -250,4 +245,4 @@ def _print_summary(results: dict[str, dict[str, float]], summary: dict, state: d
               f"{h['train/samples_per_s']:.0f} samples/s")
 
 
-__all__ = ["train_ranker", "load_trained", "user_items", "export_ranker"]
+__all__ = ["train_ranker", "load_trained", "export_ranker"]
