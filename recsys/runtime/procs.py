@@ -54,4 +54,10 @@ def reap(pids: dict[int, list[str]], marker: str, grace_s: float = 3.0) -> list[
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
+    # SIGKILL is asynchronous: wait until the kernel has torn the processes down, so a caller
+    # that checks right after (or reuses their shared memory) never sees them still running.
+    deadline = time.monotonic() + grace_s
+    while (any(marker in " ".join(cmdline(p)) for p in killed)
+           and time.monotonic() < deadline):
+        time.sleep(0.02)
     return killed
