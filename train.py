@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys import RecsysError
+from recsys.candidates.base import training_matrix
 from recsys.candidates.popular import MostPopular
 from recsys.config import register_configs
 from recsys.config.overrides import check_overrides
@@ -45,8 +46,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     log.info(split.summary())
 
     log.info("fitting %s", cfg.model._target_)
-    model = instantiate(cfg.model).fit(data.train, events=split.train,
-                                       items=dataset.items_by_index())
+    model = instantiate(cfg.model)
+    model = model.fit(training_matrix(model, data.train, data.seen), events=split.train,
+                      items=dataset.items_by_index())
     evaluate_kw = dict(ks=list(cfg.eval.ks), batch_size=cfg.trainer.eval_batch_size,
                        progress=cfg.trainer.progress)
     results = {model.name: evaluate(model, data, **evaluate_kw)}

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys import RecsysError
-from recsys.candidates.base import read_meta, write_meta
+from recsys.candidates.base import check_interactions, read_meta, write_meta
 from recsys.candidates.history import top_unseen
 from recsys.candidates.types import NO_ITEM, Context, SourceResult, UserHistory
 from recsys.device import resolve_device
@@ -52,7 +52,7 @@ class ALS:
     def __init__(self, factors: int = 128, regularization: float = 100.0, alpha: float = 10.0,
                  iterations: int = 15, seed: int = 42, backend: str = "implicit",
                  cg_steps: int = 3, cpu_threads: int | None = None,
-                 device: str = "auto") -> None:
+                 device: str = "auto", interactions: str = "positives") -> None:
         if backend not in BACKENDS:
             raise RecsysError(f"unknown ALS backend '{backend}'; choose one of "
                               f"{', '.join(BACKENDS)}")
@@ -69,6 +69,7 @@ class ALS:
         # 1 is as fast on 2 idle cores and far faster on a busy machine (benchmarks/cf.md).
         self.seed, self.backend, self.cpu_threads = seed, backend, cpu_threads
         self.device = resolve_device(device)  # torch backend only; implicit runs on CPU
+        self.interactions = check_interactions(interactions)  # what fit() is given (base.py)
         self.user_factors: np.ndarray | None = None  # (n_users, f) float32
         self.item_factors: np.ndarray | None = None  # (n_items, f) float32, for a FAISS index
         self.index = None  # optional VectorIndex over item_factors (inner product)
@@ -186,7 +187,8 @@ class ALS:
         write_meta(directory, model=self.name, factors=self.factors,
                    regularization=self.regularization, alpha=self.alpha,
                    iterations=self.iterations, seed=self.seed, backend=self.backend,
-                   cg_steps=self.cg_steps, cpu_threads=self.cpu_threads)
+                   cg_steps=self.cg_steps, cpu_threads=self.cpu_threads,
+                   interactions=self.interactions)
         np.save(directory / "user_factors.npy", user_f)
         np.save(directory / "item_factors.npy", item_f)
 

@@ -9,6 +9,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
+from recsys import RecsysError
+
 
 @runtime_checkable
 class Scorer(Protocol):
@@ -29,6 +31,28 @@ class Scorer(Protocol):
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray: ...
 
     def save(self, directory: Path) -> None: ...
+
+
+INTERACTIONS = ("positives", "all")
+
+
+def check_interactions(value: str) -> str:
+    """Validate a model's ``interactions`` knob: what its training matrix holds.
+
+    ``positives`` = the protocol's binary positives (rating >= threshold); ``all`` = every event,
+    liked or not. Models fitted on every event learn "what will this user watch" rather than
+    "what will they like"; on ml-1m the two disagree enough that the ranker gains from both.
+    """
+    if value not in INTERACTIONS:
+        raise RecsysError(f"interactions must be one of {', '.join(INTERACTIONS)}, "
+                          f"got {value!r}")
+    return value
+
+
+def training_matrix(model: object, positives: sp.csr_matrix, seen: sp.csr_matrix
+                    ) -> sp.csr_matrix:
+    """The matrix ``model`` is fitted and scored on: ``seen`` for ``interactions='all'``."""
+    return seen if getattr(model, "interactions", "positives") == "all" else positives
 
 
 def write_meta(directory: Path, **meta) -> None:

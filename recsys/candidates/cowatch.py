@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys import RecsysError
+from recsys.candidates.base import check_interactions
 from recsys.candidates.ease import EASE
 from recsys.candidates.history import credit, result
 from recsys.candidates.types import NO_ITEM, Context, SourceResult, UserHistory
@@ -32,7 +33,7 @@ class CoWatch:
     name = "cowatch"
 
     def __init__(self, method: str = "ease", l2: float = 500.0, neighbours: int = 200,
-                 shrink: float = 10.0) -> None:
+                 shrink: float = 10.0, interactions: str = "positives") -> None:
         if method not in METHODS:
             raise RecsysError(f"unknown co-watch method '{method}'; choose one of "
                               f"{', '.join(METHODS)}")
@@ -40,6 +41,7 @@ class CoWatch:
         self.l2 = l2  # ease only
         self.neighbours = neighbours  # knn only: kept neighbours per item
         self.shrink = shrink  # knn only: damps similarities built on few co-watches
+        self.interactions = check_interactions(interactions)  # what fit() is given (base.py)
         self.weights: np.ndarray | sp.csr_matrix | None = None  # (I, I), row j -> item i
 
     def fit(self, train: sp.csr_matrix, **_: object) -> CoWatch:
@@ -88,7 +90,8 @@ class CoWatch:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"model": self.name, "method": self.method, "l2": self.l2,
-                "neighbours": self.neighbours, "shrink": self.shrink}
+                "neighbours": self.neighbours, "shrink": self.shrink,
+                "interactions": self.interactions}
         (directory / "meta.json").write_text(json.dumps(meta, indent=2))
         if sp.issparse(self.weights):
             sp.save_npz(directory / "weights.npz", self.weights)
@@ -98,7 +101,8 @@ class CoWatch:
     @classmethod
     def load(cls, directory: Path) -> CoWatch:
         meta = json.loads((directory / "meta.json").read_text())
-        model = cls(meta["method"], meta["l2"], meta["neighbours"], meta["shrink"])
+        model = cls(meta["method"], meta["l2"], meta["neighbours"], meta["shrink"],
+                    meta.get("interactions", "positives"))
         dense = directory / "weights.npy"
         model.weights = np.load(dense) if dense.exists() else sp.load_npz(
             directory / "weights.npz").tocsr()

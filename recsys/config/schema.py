@@ -64,6 +64,7 @@ class ALSConfig:
     cg_steps: int = 3  # conjugate-gradient steps per row solve (both backends)
     device: str = "${trainer.device}"
     cpu_threads: int | None = None  # torch backend on CPU: pin threads (1 is best on 2 cores)
+    interactions: str = "positives"  # positives | all: fit on liked titles or on every event
 
 
 @dataclass
@@ -81,6 +82,7 @@ class CoWatchConfig:
     l2: float = 500.0  # ease
     neighbours: int = 200  # knn: kept neighbours per item
     shrink: float = 10.0  # knn: damps similarities built on few co-watches
+    interactions: str = "positives"  # positives | all: fit on liked titles or on every event
 
 
 @dataclass
@@ -159,20 +161,23 @@ class RankerFeaturesConfig:
     attr_dim: int = 16  # genre, tag, year, demographic and context embedding size
     rating_threshold: float = 4.0  # label: engaged = rating >= this ...
     watch_threshold: float = 0.7  # ... or watch fraction >= this for plays
+    user_id: bool = False  # user-id embedding: memorised the label slice on ml-1m (features.py)
 
 
 @dataclass
 class RankerModelConfig:
     tower_dims: list[int] = field(default_factory=lambda: [256, 64])  # last = embedding size
-    dense_dims: list[int] = field(default_factory=lambda: [32])
+    dense_dims: list[int] = field(default_factory=lambda: [64, 64])  # over every dense feature
     interaction_dims: list[int] = field(default_factory=lambda: [64])
 
 
 @dataclass
 class NegativesConfig:
-    hard: int = 4  # per positive, drawn from the user's merged candidates
-    random: int = 2  # per positive, drawn from the catalog
-    explicit: bool = True  # label events below the engagement bar are negatives too
+    # per positive, drawn from the user's merged candidates; -1 = every merged candidate (the
+    # rows the ranker sees when serving; measured best on ml-1m, benchmarks/ranker.md)
+    hard: int = -1
+    random: int = 0  # per positive, drawn from the catalog
+    explicit: bool = False  # label events below the engagement bar are negatives too
 
 
 @dataclass

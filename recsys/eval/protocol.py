@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys import RecsysError
-from recsys.candidates.base import Scorer
+from recsys.candidates.base import Scorer, training_matrix
 from recsys.candidates.history import top_k
 from recsys.data.dataset import Dataset, interaction_matrix
 from recsys.data.splits import Split, split_interactions
@@ -85,7 +85,7 @@ def evaluate(model: Scorer, data: EvalData, ks: list[int], batch_size: int = 204
     max_k = max(ks)
     batches = [data.users[i:i + batch_size] for i in range(0, len(data.users), batch_size)]
     topk = np.concatenate([
-        recommend(model, users, data.train, data.seen, max_k)
+        recommend(model, users, training_matrix(model, data.train, data.seen), data.seen, max_k)
         for users in tqdm(batches, desc=f"evaluate {model.name}", disable=not progress,
                           leave=False)
     ])

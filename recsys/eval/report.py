@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.candidates.base import Scorer
+from recsys.candidates.base import Scorer, training_matrix
 from recsys.data.dataset import Dataset
 from recsys.eval.protocol import EvalData, recommend
 
@@ -36,7 +36,8 @@ def sample_recommendations(
     user = (
         int(data.users[0]) if raw_user is None else int(dataset.user_index.to_index([raw_user])[0])
     )
-    top = recommend(model, np.array([user]), data.train, data.seen, n)[0]
+    top = recommend(model, np.array([user]), training_matrix(model, data.train, data.seen),
+                    data.seen, n)[0]
     liked = data.train[user].indices[:5]
     lines = [
         f"User {dataset.user_index.to_raw([user])[0]} liked: " + "; ".join(dataset.titles(liked)),

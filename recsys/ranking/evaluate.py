@@ -77,7 +77,7 @@ def truth_matrix(rows: PairRows, starts: np.ndarray, n_items: int,
     else:
         cols = [rows.items[starts[g]:starts[g + 1]][rows.labels[starts[g]:starts[g + 1]] > 0]
                 for g in range(n)]
-    indptr = np.r_[0, np.cumsum([len(c) for c in cols])]
+    indptr = np.r_[0, np.cumsum([len(c) for c in cols], dtype=np.int64)]
     data = np.ones(indptr[-1], np.float32)
     return sp.csr_matrix((data, np.concatenate(cols) if cols else [], indptr),
                          shape=(n, n_items))

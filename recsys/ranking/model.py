@@ -8,7 +8,8 @@
                        └─ context ────────┘                     │
     user_dense ──────► user tower ─► u ─────────────────────────┤
     item_dense ──────► (item tower input)                       │
-    pair_dense ──────► dense arch (with context) ─► d ─────────┤
+    pair_dense ──────► dense arch (with context, user_dense and ─► d ─┤
+                       item_dense: source scores x popularity x activity)
                                                                  ▼
                            logit = <u, v> + interaction MLP([u, v, u*v, d])   (sigmoid = P(engaged))
 
@@ -36,7 +37,7 @@ SPARSE_ARCHES = ("torchrec", "embedding_bag", "gather")
 @dataclass
 class ModelParams:
     tower_dims: list[int] = field(default_factory=lambda: [256, 64])  # last = embedding size
-    dense_dims: list[int] = field(default_factory=lambda: [32])
+    dense_dims: list[int] = field(default_factory=lambda: [64, 64])
     interaction_dims: list[int] = field(default_factory=lambda: [64])
     sparse_arch: str = "torchrec"  # torchrec | embedding_bag | gather
 
@@ -167,8 +168,8 @@ class TwoTowerRanker(nn.Module):
                               params.tower_dims, last_activation=False)
         self.item_tower = mlp(sum(width[f] for f in self.item_features) + layout.item_dense,
                               params.tower_dims, last_activation=False)
-        self.dense_arch = mlp(sum(width[f] for f in self.context_features) + layout.pair_dense,
-                              params.dense_dims)
+        self.dense_arch = mlp(sum(width[f] for f in self.context_features) + layout.pair_dense
+                              + layout.user_dense + layout.item_dense, params.dense_dims)
         d = params.tower_dims[-1]
         self.interaction = mlp(3 * d + params.dense_dims[-1], [*params.interaction_dims, 1],
                                last_activation=False)
@@ -179,8 +180,10 @@ class TwoTowerRanker(nn.Module):
         pooled = self.sparse_arch(ids, weights)
         u = self.user_tower(torch.cat([pooled[f] for f in self.user_features] + [user_dense], 1))
         v = self.item_tower(torch.cat([pooled[f] for f in self.item_features] + [item_dense], 1))
-        d = self.dense_arch(torch.cat([pooled[f] for f in self.context_features] + [pair_dense],
-                                      1))
+        # the dense arch sees every dense feature at once: how much a source's score is worth
+        # depends on the title's popularity and the user's activity (measured on ml-1m)
+        d = self.dense_arch(torch.cat([pooled[f] for f in self.context_features]
+                                      + [pair_dense, user_dense, item_dense], 1))
         return u, v, d
 
     def logits(self, ids, weights, user_dense, item_dense, pair_dense

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys import RecsysError
+from recsys.candidates.base import training_matrix
 from recsys.data.dataset import Dataset, interaction_matrix
 from recsys.data.splits import split_interactions
 from recsys.eval.protocol import positives
@@ -64,7 +66,8 @@ def user_items(events: pd.DataFrame) -> dict[int, np.ndarray]:
 def fit_sources(sources: Mapping[str, tuple[object, int]], events: pd.DataFrame,
                 dataset: Dataset, positive_threshold: float):
     """Fit every (unfitted source, quota) on ``events``; returns the fitted mapping and the
-    binary positives / seen matrices they were fitted on."""
+    binary positives / seen matrices (each source is fitted on the one its ``interactions``
+    names, ``recsys.candidates.base.training_matrix``)."""
     pos = interaction_matrix(positives(events, positive_threshold), dataset.n_users,
                              dataset.n_items)
     seen = interaction_matrix(events, dataset.n_users, dataset.n_items)
@@ -72,7 +75,8 @@ def fit_sources(sources: Mapping[str, tuple[object, int]], events: pd.DataFrame,
     fitted = {}
     for name, (model, quota) in sources.items():
         log.info("fitting source %s", name)
-        fitted[name] = (model.fit(pos, events=events, items=items), quota)
+        fitted[name] = (model.fit(training_matrix(model, pos, seen), events=events, items=items),
+                        quota)
     return fitted, pos, seen
 
 
@@ -126,6 +130,10 @@ def prepare_ranker_data(dataset: Dataset, train_events: pd.DataFrame,
             truth = {u: np.setdiff1d(items, seen_by_user.get(u, ()))
                      for u, items in user_items(label_pos).items()}
             val_users = np.array([u for u in val_all if len(truth.get(int(u), ()))], np.int64)
+            if len(val_users) == 0:
+                raise RecsysError(
+                    f"ranker.stacking.validation_users={stacking.validation_users} leaves no "
+                    "validation user with a label positive; early stopping needs some (e.g. 0.1)")
             val_rows, val_starts = candidate_rows(val_users, lists, builder, truth,
                                                   last_timestamps(fit_events))
             val_truth = truth_matrix(val_rows, val_starts, dataset.n_items, truth, val_users)

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from recsys.candidates.base import training_matrix
 from recsys.candidates.history import top_k
 from recsys.candidates.types import Provenance
 
@@ -108,8 +109,9 @@ class SourceLists:
 def source_lists(sources: Mapping[str, tuple[object, int]], history: sp.csr_matrix,
                  seen: sp.csr_matrix, overfetch: float = 2.0, batch_size: int = 1024,
                  progress: bool = True, feature_depth: int | None = None) -> SourceLists:
-    """Score every user with every source (``score(users, history)``) and keep each user's top
-    ``quota * overfetch`` unseen items: the lists the online generator would merge."""
+    """Score every user with every source (``score(users, history)``, ``seen`` for a source
+    fitted on every event) and keep each user's top ``quota * overfetch`` unseen items: the
+    lists the online generator would merge."""
     n_users, n_items = history.shape
     names = list(sources)
     items_out, scores_out, means, stds = {}, {}, {}, {}
@@ -120,7 +122,8 @@ def source_lists(sources: Mapping[str, tuple[object, int]], history: sp.csr_matr
         for start in tqdm(range(0, n_users, batch_size), desc=f"source lists {name}",
                           disable=not progress, leave=False):
             users = np.arange(start, min(n_users, start + batch_size))
-            s = np.asarray(model.score(users, history), np.float32).copy()
+            s = np.asarray(model.score(users, training_matrix(model, history, seen)),
+                           np.float32).copy()
             rows = seen[users].tocoo()
             s[rows.row, rows.col] = -np.inf
             top = top_k(s, depth)

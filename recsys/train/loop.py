@@ -108,8 +108,12 @@ def build_sharded(cfg: LoopConfig, layout, device: torch.device):
     model = TwoTowerRanker(layout, params, sparse_device=torch.device("meta"))
     apply_optimizer_in_backward(_embedding_optimizer(cfg.embedding_optimizer),
                                 model.sparse_arch.ebc.parameters(), {"lr": cfg.embedding_lr})
+    present = {t.name for t in layout.tables}
+    unused = sorted(set(cfg.sharding) - present)
+    if unused:  # e.g. `user` with ranker.features.user_id=false: nothing to constrain
+        log.info("sharding constraints for absent tables ignored: %s", ", ".join(unused))
     constraints = {table: ParameterConstraints(sharding_types=list(types))
-                   for table, types in cfg.sharding.items()}
+                   for table, types in cfg.sharding.items() if table in present}
     world = dist.get_world_size()
     planner = EmbeddingShardingPlanner(
         topology=Topology(world_size=world, compute_device=device.type),

@@ -53,7 +53,8 @@ def cfg(tmp_path_factory, one_thread) -> LoopConfig:
                 "trending": (Trending(), 20)}
 
     data = prepare_ranker_data(dataset, split.train, sources,
-                               FeatureParams(history_length=10, id_dim=16, attr_dim=8),
+                               FeatureParams(history_length=10, id_dim=16, attr_dim=8,
+                                             user_id=True),  # two id tables to shard
                                NegativeMix(), StackingParams(), progress=False)
     write_worker_data(data, root / "data")
     return LoopConfig(str(root / "data"), str(root / "unused"), model=SMALL, epochs=2,

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys import RecsysError
 from recsys.candidates.als import ALS
 from recsys.candidates.cowatch import CoWatch
 from recsys.candidates.trending import Trending
@@ -20,7 +21,7 @@ from recsys.ranking.layout import PAD, FeatureLayout
 from recsys.ranking.pairs import NegativeMix, PairRows
 from recsys.ranking.prepare import StackingParams, prepare_ranker_data, refit_for_serving
 
-PARAMS = FeatureParams(history_length=10, id_dim=16, attr_dim=8)
+PARAMS = FeatureParams(history_length=10, id_dim=16, attr_dim=8, user_id=True)
 STACKING = StackingParams()
 
 
@@ -289,3 +290,67 @@ def test_k_fold_stacking_stacks_fold_tables_and_keeps_validation_out(setup):
     assert not np.isin(two.train.users % n_users, val_users).any()
     batch = gather(two.tables, two.train, np.arange(min(64, len(two.train))))
     assert batch.ids.shape[1] == two.layout.slots
+
+
+# ---- every merged candidate as a training row ---------------------------------------------
+def test_hard_minus_one_trains_on_exactly_the_merged_candidates(setup):
+    dataset, split, _ = setup
+    stacking = STACKING
+    rd = prepare_ranker_data(dataset, split.train, make_sources, PARAMS,
+                             NegativeMix(hard=-1, random=0, explicit=False), stacking,
+                             progress=False)
+    fit = fit_events(split)
+    lists = refit_for_serving(dataset, fit, make_sources, rd.builder, stacking,
+                              progress=False).lists
+    users = np.unique(rd.train.users)
+    assert len(users) > 100
+    for user in users[:60]:
+        mine = rd.train.users == user
+        merged = lists.merged(int(user))
+        # every row is a merged candidate and every merged candidate is a row, once
+        assert sorted(rd.train.items[mine].tolist()) == sorted(merged.tolist())
+        assert rd.train.labels[mine].sum() >= 1  # users without a found positive are skipped
+    with pytest.raises(RecsysError, match="validation_users=0.0 leaves no validation user"):
+        prepare_ranker_data(dataset, split.train, make_sources, PARAMS, NegativeMix(),
+                            StackingParams(validation_users=0.0), progress=False)
+
+
+def test_sources_fitted_on_every_event_see_disliked_titles(setup):
+    dataset, split, _ = setup
+
+    def sources():
+        return {"pos": (CoWatch(l2=50.0), 30), "all": (CoWatch(l2=50.0, interactions="all"), 30)}
+
+    serving = refit_for_serving(dataset, split.train, sources,
+                                ranker_data(dataset, split.train).builder, STACKING,
+                                progress=False)
+    pos_w = serving.sources["pos"][0].weights
+    all_w = serving.sources["all"][0].weights
+    assert not np.allclose(pos_w, all_w)
+    # the "all" list of a user is the top of seen @ W_all: scored from every event
+    user = int(np.argmax(np.diff(serving.seen.indptr)))
+    scores = np.asarray(serving.seen[user] @ all_w).ravel()
+    scores[serving.seen[user].indices] = -np.inf
+    assert serving.lists.items["all"][user, 0] == int(np.argmax(scores))
+
+
+def test_without_user_id_the_layout_and_rows_drop_the_id_slot(setup):
+    from dataclasses import replace
+
+    import torch
+
+    from recsys.ranking.model import ModelParams, TwoTowerRanker
+
+    dataset, split, with_id = setup
+    rd = prepare_ranker_data(dataset, split.train, make_sources, replace(PARAMS, user_id=False),
+                             NegativeMix(), STACKING, progress=False)
+    names = [f.name for f in rd.layout.features]
+    assert "user_id" not in names and "user" not in [t.name for t in rd.layout.tables]
+    assert rd.tables.user_ids.shape[1] == with_id.tables.user_ids.shape[1] - 1
+    # the same history bag, one slot to the left
+    assert (rd.tables.user_ids == with_id.tables.user_ids[:, 1:]).all()
+    batch = gather(rd.tables, rd.train, np.arange(64))
+    assert batch.ids.shape[1] == rd.layout.slots
+    for arch in ("gather", "torchrec"):
+        logit, dot = TwoTowerRanker(rd.layout, ModelParams(sparse_arch=arch))(**batch.inputs())
+        assert logit.shape == (64,) and torch.isfinite(logit).all()

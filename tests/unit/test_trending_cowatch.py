@@ -85,3 +85,23 @@ def test_cowatch_empty_history_and_bad_method():
     assert len(model.candidates(UserHistory(None, np.array([], np.int64)), Context(), 5)) == 0
     with pytest.raises(RecsysError, match="co-watch method"):
         CoWatch("magic")
+
+
+def test_interactions_knob_is_validated_and_saved(tmp_path):
+    from recsys.candidates.als import ALS
+    from recsys.candidates.base import training_matrix
+
+    with pytest.raises(RecsysError, match="interactions must be one of"):
+        CoWatch(interactions="liked")
+    with pytest.raises(RecsysError, match="interactions must be one of"):
+        ALS(interactions="everything")
+    pos, seen = sp.identity(3, format="csr"), sp.csr_matrix(np.ones((3, 3)))
+    assert training_matrix(CoWatch(), pos, seen) is pos
+    assert training_matrix(CoWatch(interactions="all"), pos, seen) is seen
+    assert training_matrix(object(), pos, seen) is pos  # models without the knob
+    model = CoWatch(l2=1.0, interactions="all").fit(seen)
+    model.save(tmp_path / "cw")
+    assert CoWatch.load(tmp_path / "cw").interactions == "all"
+    als = ALS(factors=2, iterations=1, interactions="all").fit(seen)
+    als.save(tmp_path / "als")
+    assert ALS.load(tmp_path / "als").interactions == "all"
