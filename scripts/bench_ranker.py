@@ -115,9 +115,10 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--rows", type=int, default=200_000, help="training rows per epoch "
                         "in the throughput runs")
-    parser.add_argument("--quality-from", type=Path, default=None,
-                        help="reuse a finished run's folder (its metrics.json and ranker_data) "
-                        "instead of training the quality run again")
+    parser.add_argument("--quality-from", type=Path, action="append", default=None,
+                        help="reuse a finished run's folder (metrics.json and ranker_data) "
+                        "instead of training the quality run again; repeat it for more runs: "
+                        "the first is the main table, every run is in the workers comparison")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the quality run")
     args = parser.parse_args()
@@ -130,11 +131,14 @@ def main() -> None:
                                 "torch": torch.__version__,
                                 "cuda": torch.cuda.is_available()}}
     if args.quality_from is not None:
-        metrics = json.loads((args.quality_from / "metrics.json").read_text())
-        run = {**metrics["run"], "triton_repository": "<run dir>/ranker/triton_repository"}
-        report["quality"] = {"results": metrics["results"], "run": run,
-                             "history": metrics["history"], "source": "reused run"}
-        data_dir = args.quality_from / "ranker_data"
+        runs = []
+        for folder in args.quality_from:
+            metrics = json.loads((folder / "metrics.json").read_text())
+            run = {**metrics["run"], "triton_repository": "<run dir>/ranker/triton_repository"}
+            runs.append({"results": metrics["results"], "run": run,
+                         "history": metrics["history"], "source": "reused run"})
+        report["quality"], report["quality_runs"] = runs[0], runs
+        data_dir = args.quality_from[0] / "ranker_data"
     elif not args.skip_quality:
         t0 = time.perf_counter()
         results = train_ranker(cfg, work / "quality")
@@ -201,6 +205,16 @@ def markdown(report: dict) -> str:
             lines.append(f"| {int(h['epoch'])} | {h['train/loss']:.4f} | "
                          f"{h['val/ndcg@10']:.4f} | {h['val/auc']:.4f} | "
                          f"{h['train/samples_per_s']:.0f} |")
+        lines.append("")
+    if len(report.get("quality_runs", [])) > 1:
+        lines += ["### The same job on 1 and on 2 Ray workers", "",
+                  "| workers | two_tower NDCG@10 | Recall@20 | AUC | best epoch | train s |",
+                  "|---|---|---|---|---|---|"]
+        for q in report["quality_runs"]:
+            r, run = q["results"]["two_tower"], q["run"]
+            lines.append(f"| {run.get('workers', '?')} | {r['ndcg@10']:.4f} | "
+                         f"{r['recall@20']:.4f} | {r['auc']:.4f} | {run['best_epoch']} | "
+                         f"{run['train_s']:.0f} |")
         lines.append("")
     t = report["throughput"]
     lines += [f"## Training throughput ({t['rows']:,} rows, batch {t['batch_size']} per "
