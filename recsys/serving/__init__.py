@@ -1,0 +1,1 @@
+"""The online request path: state, artefacts, filters, rerank, explanations."""

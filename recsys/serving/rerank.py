@@ -1,0 +1,87 @@
+"""Rerank: from ranked candidates to the top n a person sees, under diversity, freshness and
+business rules.
+
+Greedy, best score first, admitting a title only while every constraint can still be met:
+
+* **genre quota**: no genre on more than ``max_genre_share`` of the n slots (a title with
+  several genres counts for each; at least one title per genre is always allowed);
+* **freshness mix**: at least ``fresh_share`` of the slots go to titles released within
+  ``fresh_years`` of ``now_year`` when there are enough of them (once the remaining slots equal
+  the fresh titles still owed, only fresh titles are admitted);
+* **business rules**: ``pin`` titles take the first slots in the given order (still counted
+  against the quota: a pin that would break it is skipped), ``boost`` adds to a title's score,
+  ``demote`` titles go after every other title.
+
+When the candidates cannot fill n slots within the quota (a one-genre catalog, heavy
+filtering), the remaining slots are filled in score order and ``relaxed`` says so: a short
+answer is worse than a less diverse one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys.serving.catalog import ItemCatalog
+
+
+@dataclass
+class RerankParams:
+    max_genre_share: float = 0.2  # the seed's quota: no genre above 20% of the top n
+    fresh_share: float = 0.0  # share of the top n reserved for recent releases
+    fresh_years: int = 2  # "recent" = released within this many years of now_year
+    pin: list[int] = field(default_factory=list)  # item indices, first slots in this order
+    boost: dict[int, float] = field(default_factory=dict)  # item index -> score bonus
+    demote: list[int] = field(default_factory=list)  # item indices, after every other title
+
+
+@dataclass
+class RerankResult:
+    items: np.ndarray  # (<= n,) item indices in display order
+    scores: np.ndarray  # their (boosted) scores
+    relaxed: bool  # the quota could not be met with the candidates given
+
+
+def rerank(items: np.ndarray, scores: np.ndarray, n: int, catalog: ItemCatalog,
+           params: RerankParams, now_year: float | None = None) -> RerankResult:
+    items = np.asarray(items, np.int64)
+    scores = np.asarray(scores, np.float64).copy()
+    for item, bonus in params.boost.items():
+        scores[items == item] += bonus
+    demoted = np.isin(items, params.demote)
+    pin_rank = {item: j for j, item in enumerate(params.pin)}
+    pinned = np.array([pin_rank.get(int(i), len(pin_rank)) for i in items])
+    # pins first (their order), then everything else by score, demoted titles last
+    order = np.lexsort((-scores, demoted, pinned))
+    cap = max(1, math.floor(params.max_genre_share * n))
+    genre_count = np.zeros(catalog.genre_matrix.shape[1], np.int64)
+    recent = _recent(items, catalog, params.fresh_years, now_year)
+    fresh_needed = min(math.ceil(params.fresh_share * n), int(recent.sum()))
+    chosen: list[int] = []
+    for pos in order:
+        if len(chosen) == n:
+            break
+        genres = catalog.genre_matrix[items[pos]]
+        if (genre_count[genres] >= cap).any():
+            continue
+        if n - len(chosen) <= fresh_needed and not recent[pos]:
+            continue
+        chosen.append(pos)
+        genre_count[genres] += 1
+        fresh_needed -= int(recent[pos] and fresh_needed > 0)
+    relaxed = len(chosen) < min(n, len(items))
+    if relaxed:  # fill in order, ignoring the quota
+        taken = set(chosen)
+        chosen += [p for p in order if p not in taken][: n - len(chosen)]
+    idx = np.array(chosen, np.int64)
+    return RerankResult(items[idx], scores[idx].astype(np.float32), relaxed)
+
+
+def _recent(items, catalog: ItemCatalog, years: int, now_year: float | None) -> np.ndarray:
+    year = catalog.year[items]
+    if now_year is None:
+        known = catalog.year[~np.isnan(catalog.year)]
+        now_year = float(known.max()) if len(known) else np.nan
+    return ~np.isnan(year) & (year >= now_year - years)

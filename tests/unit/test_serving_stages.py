@@ -1,0 +1,103 @@
+"""Filters, rerank and explanations of the online request path on a hand-built catalog."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import RecsysError
+from recsys.candidates.types import NO_ITEM, Provenance
+from recsys.serving.catalog import ItemCatalog
+from recsys.serving.explain import GENERIC, reason
+from recsys.serving.filters import FilterRequest, filter_candidates
+from recsys.serving.rerank import RerankParams, rerank
+
+
+def catalog(n: int = 10, genres=None, maturity=None, regions=None, years=None) -> ItemCatalog:
+    return ItemCatalog.from_items(pd.DataFrame({
+        "item_id": np.arange(n),
+        "title": [f"Title {i}" for i in range(n)],
+        "year": years if years is not None else [2000] * n,
+        "genres": genres if genres is not None else [["Drama"]] * n,
+        "maturity_rating": maturity if maturity is not None else ["PG"] * n,
+        "regions": regions if regions is not None else [[] for _ in range(n)],
+    }))
+
+
+# ---- filters ------------------------------------------------------------------------------
+def test_each_filter_removes_what_it_names_and_counts_it():
+    cat = catalog(8, genres=[["Drama"], ["Horror"], ["Horror", "Comedy"], ["Comedy"],
+                             ["Drama"], ["Drama"], ["Drama"], ["Drama"]],
+                  maturity=["G", "PG", "PG", "G", "R", None, "PG-13", "G"],
+                  regions=[[], [], [], [], [], [], ["US"], ["FR"]])
+    items = np.arange(8)
+    req = FilterRequest(watched=np.array([0]), disliked_genres=frozenset({"Horror", "Western"}),
+                        max_maturity="PG-13", region="FR", exclude=np.array([3]))
+    res = filter_candidates(items, cat, req)
+    # 0 watched; 1, 2 horror; 4 rated R, 5 unrated; 6 US-only; 3 excluded; 7 is the FR title
+    assert items[res.keep].tolist() == [7]
+    assert res.removed == {"watched": 1, "disliked_genres": 2, "maturity": 2, "region": 1,
+                           "exclude": 1}
+    # no constraints: everything stays, nothing counted
+    free = filter_candidates(items, cat, FilterRequest())
+    assert free.keep.all() and sum(free.removed.values()) == 0
+
+
+def test_unknown_region_keeps_only_region_free_titles_and_bad_maturity_is_refused():
+    cat = catalog(3, regions=[[], ["US"], ["FR"]])
+    res = filter_candidates(np.arange(3), cat, FilterRequest(region="JP"))
+    assert res.keep.tolist() == [True, False, False]
+    with pytest.raises(RecsysError, match="unknown maturity rating 'XXX'"):
+        filter_candidates(np.arange(3), cat, FilterRequest(max_maturity="XXX"))
+
+
+# ---- rerank -------------------------------------------------------------------------------
+def test_genre_quota_holds_in_the_top_n():
+    genres = [["Drama"]] * 10 + [["Comedy"]] * 10 + [["Action"]] * 10 + [["Horror"]] * 10 \
+        + [["Sci-Fi"]] * 10
+    cat = catalog(50, genres=genres)
+    scores = np.r_[np.linspace(1.0, 0.9, 10), np.linspace(0.5, 0.4, 40)]  # dramas on top
+    res = rerank(np.arange(50), scores, 20, cat, RerankParams(max_genre_share=0.2))
+    assert len(res.items) == 20 and not res.relaxed
+    per_genre = cat.genre_matrix[res.items].sum(0)
+    assert per_genre.max() <= 4  # 20% of 20
+    assert res.items[:4].tolist() == [0, 1, 2, 3]  # the best dramas still lead
+
+
+def test_quota_is_relaxed_rather_than_returning_fewer_titles():
+    cat = catalog(30)  # one genre only
+    res = rerank(np.arange(30), np.linspace(1, 0, 30), 10, cat, RerankParams())
+    assert res.relaxed and res.items.tolist() == list(range(10))
+
+
+def test_freshness_share_and_business_rules():
+    years = [2000] * 20 + [2018] * 5
+    genres = [[f"G{i % 10}"] for i in range(25)]
+    cat = catalog(25, genres=genres, years=years)
+    scores = np.linspace(1.0, 0.0, 25)  # the recent titles score lowest
+    params = RerankParams(max_genre_share=0.3, fresh_share=0.2, fresh_years=2,
+                          pin=[24, 10], boost={15: 10.0}, demote=[0])
+    res = rerank(np.arange(25), scores, 10, cat, params, now_year=2018)
+    top = res.items.tolist()
+    assert top[:3] == [24, 10, 15]  # pins in order, then the boosted title
+    assert sum(y >= 2016 for y in cat.year[res.items]) >= 2  # 20% of 10 recent
+    assert 0 not in top  # demoted below every other title
+    assert cat.genre_matrix[res.items].sum(0).max() <= 3
+
+
+# ---- explanations -------------------------------------------------------------------------
+TITLES = ["Toy Story", "Heat", "Alien"]
+
+
+def test_the_most_specific_reason_wins():
+    because = [Provenance("trending", 1.0, 0), Provenance("cf", 0.9, 5, because=1)]
+    assert reason(because, TITLES) == "Because you watched Heat"
+    assert reason([Provenance("trending", 1.0, 3)], TITLES) == "Trending now"
+    assert reason([Provenance("cf_all", 1.0, 3), Provenance("trending", 1.0, 9)],
+                  TITLES) == "Trending now"
+    assert reason([Provenance("cf", 1.0, 3)], TITLES) == "Popular with viewers like you"
+    search = [Provenance("content", 0.8, 0, because=2)]
+    assert reason(search, TITLES, surface="search", query="space horror") \
+        == "Matches your search 'space horror'"
+    assert reason(search, TITLES, surface="home") == "Because you watched Alien"
+    assert reason([Provenance("mystery", 1.0, 0, because=NO_ITEM)], TITLES) == GENERIC
+    assert reason([], TITLES) == GENERIC
