@@ -1,0 +1,45 @@
+"""The features stage online: one request's candidates as the ranker's five input arrays.
+
+Training and offline evaluation gather rows from whole-population tables
+(``recsys.ranking.batches.gather``); a request has one user, whose row is built from their
+current history (so a live event changes the next answer), the catalog's item rows, the
+request's surface and time, and each candidate's source features from its provenance. Reusing
+``gather`` over a one-user table keeps the online inputs identical to the offline ones, which a
+test checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from recsys.candidates.types import Candidate
+from recsys.ranking.batches import RankerBatch, gather
+from recsys.ranking.features import FeatureBuilder, FeatureTables
+from recsys.ranking.pairs import PairRows
+from recsys.ranking.source_features import SourceLists
+
+
+def request_batch(builder: FeatureBuilder, items: FeatureTables, lists: SourceLists,
+                  user_events: pd.DataFrame, user_idx: int | None,
+                  candidates: Sequence[Candidate], surface: str = "home",
+                  timestamp: float | None = None) -> RankerBatch:
+    """``user_events``: the user's history in the canonical columns (``item_idx``, rating,
+    timestamp, event_type, watch_fraction); ``user_idx`` None = a user the ranker never saw
+    (cold start: no id, no demographics); ``items``: tables whose item rows are used (user rows
+    are ignored)."""
+    key = -1 if user_idx is None else int(user_idx)
+    events = user_events.assign(user_idx=key)
+    ids, weights, dense = builder.user_rows_from_events(events, np.array([key]),
+                                                        known=user_idx is not None)
+    tables = FeatureTables(ids, weights, dense, items.item_ids, items.item_weights,
+                           items.item_dense)
+    item_idx = np.array([c.item for c in candidates], np.int64)
+    n = len(item_idx)
+    ts = np.full(n, np.nan if timestamp is None else float(timestamp))
+    rows = PairRows(np.zeros(n, np.int64), item_idx, np.zeros(n, np.float32),
+                    builder.context_rows(np.full(n, surface), ts),
+                    lists.pair_dense_from_provenance([c.provenance for c in candidates]))
+    return gather(tables, rows)
