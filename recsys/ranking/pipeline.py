@@ -148,9 +148,11 @@ def train_ranker(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     retrieval.save(out / "two_tower_retrieval")
     results["source:two_tower"] = evaluate(retrieval, data, **ev)
 
+    version = publish_bundle(cfg, run_dir, dataset, split.train, serving, ranker_data, out)
     summary = {"prepare_s": prepared_s, "train_s": train_s, "best_epoch": best,
                "epochs_run": state["epoch"], "workers": state["world_size"],
-               "train_rows": len(ranker_data.train), "test_rows": len(rows), **exported}
+               "train_rows": len(ranker_data.train), "test_rows": len(rows),
+               "artefact_version": version, **exported}
     (run_dir / "metrics.json").write_text(json.dumps({"results": results, "run": summary,
                                                       "history": state["history"]}, indent=2))
     if tracker_kw:
@@ -162,6 +164,25 @@ def train_ranker(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
         tracker.finish()
     _print_summary(results, summary, state)
     return results
+
+
+def publish_bundle(cfg: DictConfig, run_dir: Path, dataset, train_events, serving, ranker_data,
+                   ranker_dir: Path) -> str:
+    """Write the serving bundle as a new artefact version and point ``latest`` at it."""
+    from recsys.serving.artefacts import ArtefactStore
+    from recsys.serving.bundle import write_bundle
+
+    root = cfg.ranker.export.artefacts_root or run_dir / "artefacts"
+    store = ArtefactStore(Path(root))
+    path = store.new_version()
+    slots = {name: {"weight": float(slot.weight)}
+             for name, slot in cfg.candidates.sources.items()}
+    write_bundle(path, serving.sources, slots, cfg.candidates.overfetch, serving.lists,
+                 ranker_data.builder, serving.tables, dataset.items_by_index(), train_events,
+                 dataset.user_index.raw_ids, dataset.item_index.raw_ids, ranker_dir)
+    store.publish(path)
+    log.info("serving artefacts: version %s in %s", path.name, root)
+    return path.name
 
 
 def export_ranker(model: TwoTowerRanker, ranker_data, serving, cfg: DictConfig,

@@ -81,3 +81,27 @@ def test_debug_preset_generates_synthetic_data_once(tmp_path):
     assert (folders[0] / "meta.json").stat().st_mtime_ns == stamp  # reused, not regenerated
     assert first == second  # same seed, same data, same numbers
     assert first["ease"]["users"] > 0
+
+
+def test_ranker_job_publishes_a_loadable_serving_bundle(tmp_path):
+    """The two-stage job end to end on tiny synthetic data: metrics, export, and a published
+    artefact version that the serving side loads back."""
+    from recsys.candidates.types import Context, UserHistory
+    from recsys.ranking.pipeline import train_ranker
+    from recsys.serving.artefacts import ArtefactStore
+    from recsys.serving.bundle import load_bundle
+
+    cfg = _cfg(["debug=default", "candidates=fast", "ranker=two_tower", "trainer.epochs=1",
+                "trainer.progress=false", "logger=none", "ranker.export.check_on_triton=false",
+                f"data.root={tmp_path / 'data'}"])
+    results = train_ranker(cfg, tmp_path / "run")
+    assert {"two_tower", "ease"} <= set(results)
+    run = json.loads((tmp_path / "run" / "metrics.json").read_text())["run"]
+    version, path = ArtefactStore(tmp_path / "run" / "artefacts").resolve("latest")
+    assert version == run["artefact_version"]
+    bundle = load_bundle(version, path)
+    assert (bundle.ranker_dir / "triton_repository" / "ranker" / "config.pbtxt").is_file()
+    user = int(bundle.events["user_idx"].iloc[0])
+    history = bundle.events.loc[bundle.events["user_idx"] == user, "item_idx"].to_numpy()
+    cands = bundle.generator.generate(UserHistory(user, history), Context())
+    assert len(cands) > 0 and not set(cands.items.tolist()) & set(history.tolist())
