@@ -1,0 +1,58 @@
+"""Ranker backends for the request path: the same five inputs, P(engaged) per candidate.
+
+* ``OnnxRanker``: onnxruntime in the calling process (the benchmark's baseline, and the path
+  with no network hop);
+* ``TritonRanker``: the real Triton server over gRPC with a per-call deadline, so a slow or dead
+  server costs at most the deadline and the request path falls back to candidate order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class RankerBackend(Protocol):
+    name: str
+
+    def score(self, inputs: Mapping[str, np.ndarray], deadline_s: float) -> np.ndarray: ...
+
+
+class OnnxRanker:
+    name = "onnx"
+
+    def __init__(self, model_path: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model_path), opts,
+                                            providers=["CPUExecutionProvider"])
+
+    def score(self, inputs: Mapping[str, np.ndarray], deadline_s: float = 0.0) -> np.ndarray:
+        out = self.session.run(None, {k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        return np.asarray(out[0], np.float32).reshape(-1)
+
+
+class TritonRanker:
+    """One gRPC client per instance (tritonclient clients are not shared across threads)."""
+
+    name = "triton"
+
+    def __init__(self, url: str, model_name: str = "ranker") -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.url, self.model_name = url, model_name
+        self.client = grpcclient.InferenceServerClient(url)
+
+    def score(self, inputs: Mapping[str, np.ndarray], deadline_s: float = 0.05) -> np.ndarray:
+        from recsys.runtime.triton_client import infer
+
+        return infer(self.client, self.model_name, inputs, timeout_s=deadline_s).reshape(-1)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,197 @@
+"""One recommendation request, stage by stage:
+
+    features -> candidates -> filters -> rank -> rerank -> response
+
+``RecommendationPipeline.recommend`` names the stages in that order and times each one. A stage
+that fails falls back instead of failing the request, and the response lists it in
+``degraded``: a ranker that is down, slow past its deadline or erroring leaves the candidates in
+merge order (``degraded=["rank"]``), and the next request tries the ranker again, so
+personalisation returns by itself.
+
+Surfaces choose their sources: home asks every source; search asks the sources named for it
+(content: the query embedded with the content model), then the ranker personalises; post-play
+asks co-watch and content neighbours of the title just watched. A user the models never saw
+(cold start) gets what needs no history: trending, and content from ``item_id`` / ``query``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from recsys import RecsysError
+from recsys.candidates.generator import CandidateGenerator
+from recsys.candidates.types import Context, UserHistory
+from recsys.serving.bundle import ServingBundle
+from recsys.serving.catalog import ItemCatalog
+from recsys.serving.explain import reason
+from recsys.serving.filters import FilterRequest, filter_candidates
+from recsys.serving.ranker_inputs import request_batch
+from recsys.serving.rankers import RankerBackend
+from recsys.serving.rerank import RerankParams, rerank
+from recsys.serving.state import UserState, UserStore
+
+log = logging.getLogger(__name__)
+
+STAGES = ("features", "candidates", "filters", "rank", "rerank", "response")
+
+
+@dataclass
+class Request:
+    user_id: int  # raw id
+    surface: str = "home"
+    n: int = 20
+    query: str | None = None
+    item_id: int | None = None  # raw id of the title just watched (post-play)
+    region: str | None = None
+    max_maturity: str | None = None
+    exclude: list[int] = field(default_factory=list)  # raw ids
+
+
+@dataclass
+class Recommendation:
+    item_id: int
+    title: str
+    score: float
+    reason: str
+    sources: list[str]
+
+
+@dataclass
+class Result:
+    surface: str
+    user_id: int
+    cold_start: bool
+    items: list[Recommendation]
+    degraded: list[str]
+    version: str
+    timings_ms: dict[str, float]
+    candidates: int  # merged candidates before filtering
+    filtered: dict[str, int]
+
+
+@dataclass
+class PipelineParams:
+    surface_sources: dict[str, list[str] | None] = field(default_factory=lambda: {
+        "home": None, "search": ["content"], "post_play": ["cowatch", "content"]})
+    rerank: RerankParams = field(default_factory=RerankParams)
+    rank_deadline_ms: float = 50.0
+
+
+class RecommendationPipeline:
+    """Loaded once per replica: artefacts, catalog arrays, per-surface generators."""
+
+    def __init__(self, bundle: ServingBundle, store: UserStore, ranker: RankerBackend | None,
+                 params: PipelineParams | None = None) -> None:
+        self.bundle, self.store, self.ranker = bundle, store, ranker
+        self.params = params or PipelineParams()
+        self.catalog = ItemCatalog.from_items(bundle.items)
+        self.user_index = {int(u): i for i, u in enumerate(bundle.user_ids)}
+        self.item_index = {int(t): i for i, t in enumerate(bundle.item_ids)}
+        sources = bundle.generator.sources
+        self.generators = {}
+        for surface, names in self.params.surface_sources.items():
+            chosen = list(sources) if names is None else [n for n in names if n in sources]
+            self.generators[surface] = CandidateGenerator({n: sources[n] for n in chosen})
+
+    # -- the request ----------------------------------------------------------------------
+    def recommend(self, req: Request) -> Result:
+        timings: dict[str, float] = {}
+        degraded: list[str] = []
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = (now - clock) * 1e3
+            clock = now
+
+        user_idx, state = self._user(req.user_id)
+        seed = self._item(req.item_id, "item_id") if req.item_id is not None else None
+        history = state.history() if state is not None else UserHistory(
+            None, np.empty(0, np.int64))
+        lap("features")
+        context = Context(surface=req.surface, query=req.query, seed_item=seed)
+        cands = self.generators[req.surface].generate(history, context)
+        degraded += [f"candidates:{name}" for name in cands.failed_sources]
+        lap("candidates")
+        items = cands.items
+        exclude = [self.item_index[i] for i in req.exclude if i in self.item_index]
+        profile = state.profile if state is not None else {}
+        filt = filter_candidates(items, self.catalog, FilterRequest(
+            watched=history.items, disliked_genres=state.disliked_genres if state else frozenset(),
+            max_maturity=req.max_maturity or profile.get("max_maturity"),
+            region=req.region or profile.get("region"),
+            exclude=np.array(exclude + ([seed] if seed is not None else []), np.int64)))
+        kept = [c for c, keep in zip(cands.candidates, filt.keep, strict=True) if keep]
+        lap("filters")
+        scores = self._rank(kept, user_idx, state, req.surface, degraded)
+        lap("rank")
+        top = rerank(np.array([c.item for c in kept], np.int64), scores, req.n, self.catalog,
+                     self.params.rerank)
+        if top.relaxed:
+            degraded.append("rerank:quota")
+        lap("rerank")
+        by_item = {c.item: c for c in kept}
+        recs = [Recommendation(int(self.bundle.item_ids[i]), self.catalog.titles[i], float(s),
+                               reason(by_item[int(i)].provenance, self.catalog.titles,
+                                      req.surface, req.query),
+                               by_item[int(i)].sources)
+                for i, s in zip(top.items, top.scores, strict=True)]
+        lap("response")
+        return Result(req.surface, req.user_id, user_idx is None, recs, degraded,
+                      self.bundle.version, timings, len(cands), filt.removed)
+
+    # -- stages -----------------------------------------------------------------------------
+    def _user(self, raw_id: int) -> tuple[int | None, UserState | None]:
+        idx = self.user_index.get(int(raw_id))
+        if idx is None:
+            return None, None
+        return idx, self.store.get(idx)
+
+    def _item(self, raw_id: int, param: str) -> int:
+        idx = self.item_index.get(int(raw_id))
+        if idx is None:
+            raise RecsysError(f"{param}={raw_id} is not a title in the catalog")
+        return idx
+
+    def _rank(self, kept, user_idx, state, surface, degraded) -> np.ndarray:
+        """P(engaged) per candidate, or merge order (1, 1/2, 1/3...) when the ranker fails."""
+        fallback = 1.0 / np.arange(1, len(kept) + 1, dtype=np.float64)
+        if not kept:
+            return fallback
+        if self.ranker is None:
+            degraded.append("rank")
+            return fallback
+        events = _events(state)
+        batch = request_batch(self.bundle.builder, self.bundle.item_tables,
+                              self.bundle.source_stats, events, user_idx, kept, surface,
+                              time.time())
+        try:
+            return self.ranker.score({k: v.numpy() for k, v in batch.inputs().items()},
+                                     self.params.rank_deadline_ms / 1e3).astype(np.float64)
+        except Exception as err:  # noqa: BLE001 - any ranker failure degrades, never fails
+            log.warning("ranker %s failed (%s: %s); serving candidate order",
+                        self.ranker.name, type(err).__name__, err)
+            degraded.append("rank")
+            return fallback
+
+
+def _events(state: UserState | None) -> pd.DataFrame:
+    """The user's history as the feature builder's event columns."""
+    if state is None:
+        return pd.DataFrame({"item_idx": np.empty(0, np.int64), "rating": np.empty(0, np.float32),
+                             "timestamp": pd.array([], "Int64"),
+                             "event_type": pd.Categorical([]),
+                             "watch_fraction": np.empty(0, np.float32)})
+    n = len(state.items)
+    ts = state.timestamps if state.timestamps is not None else [pd.NA] * n
+    return pd.DataFrame({"item_idx": state.items, "rating": state.ratings,
+                         "timestamp": pd.array(ts, "Int64"),
+                         "event_type": pd.Categorical(np.where(np.isnan(state.ratings),
+                                                               "play", "rating")),
+                         "watch_fraction": np.full(n, np.nan, np.float32)})
