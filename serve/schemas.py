@@ -53,7 +53,7 @@ class RecommendedItem(BaseModel):
 class RecommendationResponse(BaseModel):
     request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     surface: Surface
-    user_id: int
+    user_id: int | None = Field(description="the requesting user; null for /similar")
     cold_start: bool = False
     items: list[RecommendedItem]
     degraded: list[str] = Field(default_factory=list,

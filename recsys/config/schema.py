@@ -245,12 +245,59 @@ class OutputConfig:
 
 
 @dataclass
+class AutoscalingConfig:
+    """Ray Serve autoscaling for one deployment (replaces num_replicas when enabled)."""
+
+    enabled: bool = False
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target_ongoing_requests: float = 8.0  # per replica, what the autoscaler aims for
+    upscale_delay_s: float = 5.0
+    downscale_delay_s: float = 30.0
+
+
+@dataclass
+class DeploymentConfig:
+    num_replicas: int = 1
+    max_ongoing_requests: int = 16  # per replica; more wait in the queue below
+    max_queued_requests: int = 64  # beyond it the router answers 503 at once (bounded queue)
+    num_cpus: float = 0.5
+    autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
+
+
+@dataclass
+class RerankConfig:
+    max_genre_share: float = 0.2  # no genre above this share of the top n (the seed's 20%)
+    fresh_share: float = 0.1  # share of the top n reserved for recent releases
+    fresh_years: int = 2
+    pin: list[int] = field(default_factory=list)  # raw item ids, first slots in this order
+    boost: dict[str, float] = field(default_factory=dict)  # raw item id -> score bonus
+    demote: list[int] = field(default_factory=list)  # raw item ids, after every other title
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0 = a free port
+    artefacts_root: str | None = None  # the ranker job's <run dir>/artefacts (required)
+    version: str = "latest"  # the artefact version to serve
+    ranker: str = "triton"  # triton (a tritonserver process) | onnx (in-process) | none
+    rank_deadline_ms: float = 50.0  # past it, the response falls back to candidate order
+    surface_sources: dict[str, Any] = field(default_factory=lambda: {
+        "home": None, "search": ["content"], "post_play": ["cowatch", "content"]})
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    router: DeploymentConfig = field(default_factory=DeploymentConfig)
+    pipeline: DeploymentConfig = field(default_factory=lambda: DeploymentConfig(num_cpus=1.0))
+
+
+@dataclass
 class Config:
     data: Any = MISSING
     model: Any = MISSING
     index: Any = MISSING  # the FAISS index every vector source builds (configs/index/)
     candidates: Any = None  # the merged candidate set (configs/candidates/), when asked for
     ranker: Any = None  # the second stage (configs/ranker/); set = train.py trains the ranker
+    serve: ServeConfig = field(default_factory=ServeConfig)  # python -m serve (configs/serve/)
     split: SplitConfig = field(default_factory=SplitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = MISSING
@@ -279,3 +326,4 @@ def register_configs() -> None:
     cs.store(group="schema/ranker", name="ranker", node=RankerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
     cs.store(group="schema/logger", name="none", node=NoLoggerConfig)
+    cs.store(group="schema/serve", name="serve", node=ServeConfig)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -39,20 +40,30 @@ class OnnxRanker:
 
 
 class TritonRanker:
-    """One gRPC client per instance (tritonclient clients are not shared across threads)."""
+    """One gRPC client per calling thread: tritonclient clients are not shared across threads
+    (a replica may run requests on several)."""
 
     name = "triton"
 
     def __init__(self, url: str, model_name: str = "ranker") -> None:
-        import tritonclient.grpc as grpcclient
-
         self.url, self.model_name = url, model_name
-        self.client = grpcclient.InferenceServerClient(url)
+        self._local = threading.local()
+
+    @property
+    def client(self):
+        if not hasattr(self._local, "client"):
+            import tritonclient.grpc as grpcclient
+
+            self._local.client = grpcclient.InferenceServerClient(self.url)
+        return self._local.client
 
     def score(self, inputs: Mapping[str, np.ndarray], deadline_s: float = 0.05) -> np.ndarray:
         from recsys.runtime.triton_client import infer
 
         return infer(self.client, self.model_name, inputs, timeout_s=deadline_s).reshape(-1)
 
-    def close(self) -> None:
-        self.client.close()
+    def live(self) -> bool:
+        try:
+            return bool(self.client.is_model_ready(self.model_name, client_timeout=1.0))
+        except Exception:  # noqa: BLE001 - any failure means "not live"
+            return False

@@ -38,6 +38,7 @@ from recsys.serving.state import UserState, UserStore
 log = logging.getLogger(__name__)
 
 STAGES = ("features", "candidates", "filters", "rank", "rerank", "response")
+ANONYMOUS = -(2**62)  # a user id no dataset uses: the cold-start path
 
 
 @dataclass
@@ -145,6 +146,22 @@ class RecommendationPipeline:
         lap("response")
         return Result(req.surface, req.user_id, user_idx is None, recs, degraded,
                       self.bundle.version, timings, len(cands), filt.removed)
+
+    def warm_up(self) -> None:
+        """One request with a generous deadline, so the first real request does not pay for
+        the ranker's first call (Triton's Python backend loads the model lazily)."""
+        deadline, self.params.rank_deadline_ms = self.params.rank_deadline_ms, 30_000.0
+        try:
+            user = int(self.bundle.user_ids[0]) if len(self.bundle.user_ids) else ANONYMOUS
+            self.recommend(Request(user_id=user, n=10))
+        finally:
+            self.params.rank_deadline_ms = deadline
+
+    def similar(self, item_id: int, n: int = 20) -> Result:
+        """"More like this" for a title, for nobody in particular: the post-play sources on the
+        cold-start path (no history, no ranker personalisation to speak of)."""
+        return self.recommend(Request(user_id=ANONYMOUS, surface="post_play", n=n,
+                                      item_id=item_id))
 
     # -- stages -----------------------------------------------------------------------------
     def _user(self, raw_id: int) -> tuple[int | None, UserState | None]:

@@ -1,0 +1,64 @@
+"""Bring the whole serving stack up and down: Triton (the ranker) as its own process, then Ray
+on 127.0.0.1 and the Ray Serve app (router -> pipeline) on an HTTP port.
+
+``running_stack(cfg.serve)`` is the one place that knows the order: Triton first (the pipeline
+replicas connect to it when they start), Serve last; teardown in reverse, even on errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from recsys import RecsysError
+from recsys.runtime.ports import free_port
+from recsys.serving.artefacts import ArtefactStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stack:
+    url: str  # http://127.0.0.1:<port>
+    version: str
+    triton_url: str | None
+    triton: Any = None  # the TritonHandle while Triton runs
+
+
+@contextlib.contextmanager
+def running_stack(cfg: Any) -> Iterator[Stack]:
+    """``cfg``: the ``serve`` config node (``ServeConfig``)."""
+    from ray import serve
+
+    from recsys.runtime.ray_local import local_ray
+    from recsys.runtime.tritonserver import tritonserver
+    from serve.app import Pipeline, Router, deployment_options
+
+    if not cfg.artefacts_root:
+        raise RecsysError("serve.artefacts_root is not set: point it at a ranker run's "
+                          "artefacts folder (python train.py experiment=... writes one)")
+    version, path = ArtefactStore(cfg.artefacts_root).resolve(cfg.version)
+    params = {"rank_deadline_ms": cfg.rank_deadline_ms,
+              "surface_sources": OmegaConf.to_container(cfg.surface_sources),
+              "rerank": OmegaConf.to_container(cfg.rerank)}
+    port = int(cfg.port) or free_port(cfg.host)
+    with contextlib.ExitStack() as stack:
+        triton = None
+        if cfg.ranker == "triton":
+            triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
+        stack.enter_context(local_ray())
+        serve.start(http_options={"host": cfg.host, "port": port})
+        stack.callback(serve.shutdown)
+        pipeline = Pipeline.options(**deployment_options(cfg.pipeline)).bind(
+            str(cfg.artefacts_root), version, cfg.ranker,
+            triton.grpc_url if triton else None, params)
+        app = Router.options(**deployment_options(cfg.router)).bind(pipeline)
+        serve.run(app, name="recsys", route_prefix="/", blocking=False)
+        url = f"http://{cfg.host}:{port}"
+        log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
+        yield Stack(url, version, triton.grpc_url if triton else None, triton)
