@@ -16,9 +16,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
-## Main job on the bundled ml-latest-small: train EASE, evaluate, print metrics and a top-10.
+## Main job on the bundled ml-latest-small: train EASE, evaluate, print metrics and a top-10;
+## then the two-stage ranker (published to outputs/artefacts), and the serving stack (Triton +
+## Ray Serve) asked for every surface, for a sample user and a brand-new one, then stopped.
 run: setup
 	$(BIN)/python train.py
+	$(BIN)/python train.py experiment=two_tower_small trainer.progress=false
+	$(BIN)/python -m serve.demo serve.artefacts_root=outputs/artefacts
 
 ## The whole test suite (unit + integration with real Ray, Triton, wandb offline).
 test: setup lint

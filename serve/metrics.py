@@ -28,6 +28,8 @@ FALLBACKS = Counter("recsys_fallbacks_total", "Responses where a stage fell back
                     registry=REGISTRY)
 COLD_START = Counter("recsys_cold_start_total", "Requests served on the cold-start path",
                      registry=REGISTRY)
+DIVERSITY_RELAXED = Counter("recsys_diversity_relaxed_total",
+                            "Responses whose genre quota could not be met", registry=REGISTRY)
 CANDIDATES = Histogram("recsys_candidates", "Merged candidates per request",
                        buckets=(0, 50, 100, 200, 400, 600, 800, 1000, 2000), registry=REGISTRY)
 
@@ -40,6 +42,8 @@ def observe(result: dict[str, Any], seconds: float) -> None:
         FALLBACKS.labels(stage.split(":")[0]).inc()
     if result["cold_start"]:
         COLD_START.inc()
+    if result.get("diversity_relaxed"):
+        DIVERSITY_RELAXED.inc()
     CANDIDATES.observe(result["candidates"])
 
 

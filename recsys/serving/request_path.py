@@ -73,6 +73,7 @@ class Result:
     timings_ms: dict[str, float]
     candidates: int  # merged candidates before filtering
     filtered: dict[str, int]
+    diversity_relaxed: bool = False  # too few candidates to meet the genre quota (rerank.py)
 
 
 @dataclass
@@ -134,8 +135,6 @@ class RecommendationPipeline:
         lap("rank")
         top = rerank(np.array([c.item for c in kept], np.int64), scores, req.n, self.catalog,
                      self.params.rerank)
-        if top.relaxed:
-            degraded.append("rerank:quota")
         lap("rerank")
         by_item = {c.item: c for c in kept}
         recs = [Recommendation(int(self.bundle.item_ids[i]), self.catalog.titles[i], float(s),
@@ -145,7 +144,7 @@ class RecommendationPipeline:
                 for i, s in zip(top.items, top.scores, strict=True)]
         lap("response")
         return Result(req.surface, req.user_id, user_idx is None, recs, degraded,
-                      self.bundle.version, timings, len(cands), filt.removed)
+                      self.bundle.version, timings, len(cands), filt.removed, top.relaxed)
 
     def warm_up(self) -> None:
         """One request with a generous deadline, so the first real request does not pay for

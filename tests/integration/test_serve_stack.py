@@ -4,6 +4,8 @@ Triton that stalls past its deadline and then recovers."""
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,14 +27,40 @@ def _cfg(overrides):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from serve.stack import running_stack
-
+def artefacts(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("stack")
     train_ranker(_cfg(["debug=default", "candidates=default", "ranker=two_tower",
                        "trainer.epochs=1", "ranker.export.check_on_triton=false",
                        f"data.root={root / 'data'}"]), root / "run")
-    cfg = _cfg([f"serve.artefacts_root={root / 'run' / 'artefacts'}", "serve.port=0",
+    return root / "run" / "artefacts"
+
+
+def test_demo_starts_queries_every_surface_and_stops(artefacts):
+    """What `make run` ends with (runs before the module's own stack is up)."""
+    proc = subprocess.run([sys.executable, "-m", "serve.demo",
+                           f"serve.artefacts_root={artefacts}", "output.top_n=3"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for section in ("home, user", "search 'space adventure'", "post-play after",
+                    "home, a brand-new user", "(cold start)", "stack stopped"):
+        assert section in out, out[-3000:]
+    assert out.count("  1. ") == 5
+
+
+def test_serve_without_artefacts_exits_with_a_sentence():
+    proc = subprocess.run([sys.executable, "-m", "serve"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "serve.artefacts_root is not set" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def stack(artefacts):
+    from serve.stack import running_stack
+
+    cfg = _cfg([f"serve.artefacts_root={artefacts}", "serve.port=0",
                 "serve.rank_deadline_ms=200"])
     with running_stack(cfg.serve) as running, httpx.Client(base_url=running.url,
                                                            timeout=30) as client:
