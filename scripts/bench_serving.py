@@ -1,0 +1,301 @@
+"""Serving benchmark: the whole stack under load on loopback, against two baselines in the same
+run: a no-op Ray Serve app (the floor of Ray Serve + HTTP on this machine) and the same
+pipeline with the ranker in-process (onnxruntime) instead of on Triton.
+
+    python scripts/bench_serving.py [--artefacts outputs/artefacts] [--seconds 10]
+
+Per configuration:
+
+* closed loop with ``wrk`` (a C load generator, so the generator does not eat the cores it
+  measures) at fixed concurrency: throughput, p50/p90/p99/max, errors;
+* open loop at fixed request rates (an asyncio generator in its own process that sends on a
+  fixed schedule and measures from the scheduled time, so a stall is not hidden by the
+  generator waiting for it): p50/p95/p99/max and errors;
+* per-stage mean latency from the router's ``/metrics`` and the mean Triton batch (rows per
+  model execution) from Triton's own metrics.
+
+Writes ``benchmarks/serving.json`` and ``benchmarks/serving.md``. Needs the artefacts of a ranker
+run (``make run`` or ``python train.py experiment=two_tower_small``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+# ---- load generators -------------------------------------------------------------------------
+WRK_SCRIPT = """
+local ids = {%s}
+math.randomseed(42)
+request = function()
+  local path = "/v1/recommendations?n=20&user_id=" .. ids[math.random(#ids)]
+  return wrk.format("GET", path)
+end
+"""
+UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk_closed_loop(url: str, users: list[int], connections: int, seconds: int) -> dict:
+    """wrk with ``connections`` in flight (one thread); latencies in ms."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(WRK_SCRIPT % ", ".join(map(str, users)))
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          "-s", fh.name, url], capture_output=True, text=True, timeout=seconds + 60)
+    os.unlink(fh.name)
+    text = out.stdout
+    pct = {p: _ms(v, u) for p, v, u in re.findall(r"\s(50|75|90|99)%\s+([\d.]+)(us|ms|s)", text)}
+    mx = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    errors += sum(int(x) for x in sock.groups()) if sock else 0
+    return {"connections": connections, "rps": float(rps.group(1)) if rps else 0.0,
+            "p50_ms": pct.get("50"), "p90_ms": pct.get("90"), "p99_ms": pct.get("99"),
+            "max_ms": _ms(*mx.groups()) if mx else None, "errors": errors}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * UNIT_MS[unit]
+
+
+async def _open_loop(url: str, users: list[int], rate: float, seconds: float) -> dict:
+    import httpx
+
+    n = int(rate * seconds)
+    lat = np.full(n, np.nan)
+    errors = 0
+    rng = np.random.default_rng(0)
+    picks = rng.choice(users, n)
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
+        start = time.perf_counter() + 0.2
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                res = await client.get("/v1/recommendations",
+                                       params={"user_id": int(picks[i]), "n": 20})
+                if res.status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            lat[i] = (time.perf_counter() - due) * 1e3  # from the schedule: no omission
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - start
+    done = lat[~np.isnan(lat)]
+    return {"rate": rate, "sent": n, "achieved_rps": n / wall, "errors": errors,
+            **{f"p{p}_ms": float(np.percentile(done, p)) for p in (50, 95, 99)},
+            "max_ms": float(done.max())}
+
+
+def open_loop(url: str, users: list[int], rate: float, seconds: float) -> dict:
+    """Run the asyncio generator in its own process (it must not share the server's GIL)."""
+    code = ("import asyncio, json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from scripts.bench_serving import _open_loop; "
+            "print(json.dumps(asyncio.run(_open_loop(*json.loads(sys.argv[2])))))")
+    params = json.dumps([url, users, rate, seconds])
+    out = subprocess.run([sys.executable, "-c", code, str(REPO), params], capture_output=True,
+                         text=True, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- metrics scraped from the servers --------------------------------------------------------
+def prom(url: str) -> dict[str, float]:
+    import httpx
+
+    out: dict[str, float] = {}
+    for line in httpx.get(url, timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            try:
+                out[key] = out.get(key, 0.0) + float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def stage_means(before: dict, after: dict) -> dict[str, float]:
+    means = {}
+    for key in after:
+        m = re.match(r'recsys_stage_seconds_sum\{stage="(\w+)"\}', key)
+        if m:
+            count_key = key.replace("_sum", "_count")
+            n = after[count_key] - before.get(count_key, 0.0)
+            if n:
+                means[m.group(1)] = 1e3 * (after[key] - before.get(key, 0.0)) / n
+    return means
+
+
+def triton_batch(before: dict, after: dict) -> float | None:
+    def total(d: dict, name: str) -> float:
+        return sum(v for k, v in d.items() if k.startswith(name + "{"))
+
+    execs = total(after, "nv_inference_exec_count") - total(before, "nv_inference_exec_count")
+    rows = total(after, "nv_inference_count") - total(before, "nv_inference_count")
+    return rows / execs if execs else None
+
+
+# ---- the configurations ----------------------------------------------------------------------
+def noop_app():
+    from fastapi import FastAPI
+    from ray import serve
+
+    api = FastAPI()
+
+    @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
+    @serve.ingress(api)
+    class Noop:
+        @api.get("/v1/recommendations")
+        async def recommend(self, user_id: int, n: int = 20) -> dict:
+            return {"user_id": user_id, "items": []}
+
+    return Noop.bind()
+
+
+def measure(url: str, users: list[int], args, metrics_url: str | None,
+            triton_metrics: str | None) -> dict:
+    import httpx
+
+    for _ in range(20):  # warm every replica and connection
+        httpx.get(f"{url}/v1/recommendations", params={"user_id": users[0], "n": 20}, timeout=30)
+    result: dict = {"closed_loop": [], "open_loop": []}
+    for c in args.connections:
+        before = prom(metrics_url) if metrics_url else {}
+        tb = prom(triton_metrics) if triton_metrics else {}
+        run = wrk_closed_loop(url, users, c, args.seconds)
+        if metrics_url:
+            run["stage_ms"] = stage_means(before, prom(metrics_url))
+        if triton_metrics:
+            run["triton_mean_batch_rows"] = triton_batch(tb, prom(triton_metrics))
+        result["closed_loop"].append(run)
+        print(f"  closed c={c}: {run['rps']:.0f} req/s p50 {run['p50_ms']} p99 "
+              f"{run['p99_ms']} errors {run['errors']}", flush=True)
+    for rate in args.rates:
+        run = open_loop(url, users, rate, args.seconds)
+        result["open_loop"].append(run)
+        print(f"  open {rate:.0f}/s: p50 {run['p50_ms']:.1f} p99 {run['p99_ms']:.1f} "
+              f"errors {run['errors']}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artefacts", type=Path, default=REPO / "outputs" / "artefacts")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (Debian: apt-get install wrk); it is the closed-loop "
+                 "load generator")
+    from hydra import compose, initialize_config_dir
+    from ray import serve
+
+    from recsys.config import register_configs
+    from recsys.runtime.ports import free_port
+    from recsys.runtime.ray_local import local_ray
+    from recsys.serving.artefacts import ArtefactStore
+    from recsys.serving.bundle import load_bundle
+    from serve.stack import running_stack
+
+    bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
+    counts = bundle.events["user_idx"].value_counts()
+    users = [int(bundle.user_ids[i]) for i in counts.index[:200]]
+    report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                    "artefact_version": bundle.version, "seconds": args.seconds,
+                    "dataset_items": int(len(bundle.item_ids)), "runs": {}}
+    print("no-op Ray Serve floor", flush=True)
+    with local_ray():
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(noop_app(), name="noop", route_prefix="/", blocking=False)
+        report["runs"]["noop_ray_serve"] = measure(f"http://127.0.0.1:{port}", users, args,
+                                                   None, None)
+        serve.shutdown()
+    register_configs()
+    for name, ranker in (("pipeline_triton", "triton"), ("pipeline_in_process", "onnx")):
+        print(name, flush=True)
+        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[
+                f"serve.artefacts_root={args.artefacts}", "serve.port=0",
+                f"serve.ranker={ranker}"])
+        with running_stack(cfg.serve) as stack:
+            tm = (f"http://127.0.0.1:{stack.triton.metrics_port}/metrics"
+                  if stack.triton else None)
+            report["runs"][name] = measure(stack.url, users, args, f"{stack.url}/metrics", tm)
+            import httpx
+
+            sample = httpx.get(f"{stack.url}/v1/recommendations",
+                               params={"user_id": users[0], "n": 20}, timeout=30).json()
+            report["runs"][name]["sample_items"] = len(sample["items"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serving.json").write_text(json.dumps(report, indent=2))
+    (args.out / "serving.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = ["# Serving benchmark", "",
+             f"Machine: {m['cpus']} CPU cores. Artefact version {report['artefact_version']} "
+             f"({report['dataset_items']:,} titles). Produced by "
+             "`python scripts/bench_serving.py`; every configuration in the same run, "
+             f"{report['seconds']} s per load point, n=20 per request, users drawn from the "
+             "200 most active.", "",
+             "## Closed loop (wrk, fixed concurrency)", "",
+             "| configuration | connections | req/s | p50 ms | p90 ms | p99 ms | max ms | errors "
+             "| Triton rows/exec |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, run in report["runs"].items():
+        for r in run["closed_loop"]:
+            tb = r.get("triton_mean_batch_rows")
+            lines.append(f"| {name} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
+                         f"{r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
+                         f"{r['errors']} | {'' if tb is None else f'{tb:.0f}'} |")
+    lines += ["", "## Open loop (fixed request rate, latency from the scheduled send time)", "",
+              "| configuration | rate/s | achieved/s | p50 ms | p95 ms | p99 ms | max ms "
+              "| errors |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, run in report["runs"].items():
+        for r in run["open_loop"]:
+            lines.append(f"| {name} | {r['rate']:.0f} | {r['achieved_rps']:.0f} | "
+                         f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+                         f"{r['max_ms']:.1f} | {r['errors']} |")
+    lines += ["", "## Where the time goes (mean ms per stage, closed loop)", "",
+              "| configuration | connections | " + " | ".join(
+                  ["features", "candidates", "filters", "rank", "rerank", "response"]) + " |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, run in report["runs"].items():
+        for r in run["closed_loop"]:
+            if "stage_ms" in r:
+                s = r["stage_ms"]
+                lines.append(f"| {name} | {r['connections']} | " + " | ".join(
+                    f"{s.get(k, float('nan')):.1f}" for k in
+                    ("features", "candidates", "filters", "rank", "rerank", "response")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
