@@ -5,15 +5,11 @@ print the answers with their reasons, and stop the stack.
 
 import logging
 import sys
-from pathlib import Path
 
 import httpx
-from hydra import compose, initialize_config_dir
 
-from recsys import RecsysError
-from recsys.config import register_configs
+from serve.cli import run_command
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 NEW_USER = 10**12  # an id no dataset uses: the cold-start path
 
 
@@ -29,43 +25,34 @@ def show(title: str, res: httpx.Response) -> None:
         print(f"  {rank:2d}. {item['title']}  ({item['score']:.3f})  {item['reason']}")
 
 
-def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.WARNING)
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["serve.port=0", *argv])
+def demo(cfg) -> None:
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
     from serve.stack import running_stack
 
     n = int(cfg.output.top_n)
-    try:
-        bundle = load_bundle(*ArtefactStore(cfg.serve.artefacts_root or "").resolve(
-            cfg.serve.version))
-        counts = bundle.events["user_idx"].value_counts()
-        user = cfg.output.sample_user or int(bundle.user_ids[int(counts.index[len(counts) // 2])])
-        history = bundle.events[bundle.events["user_idx"] == list(bundle.user_ids).index(user)]
-        last = int(bundle.item_ids[int(history.sort_values("timestamp")["item_idx"].iloc[-1])])
-        last_title = bundle.items["title"].iloc[list(bundle.item_ids).index(last)]
-        with running_stack(cfg.serve) as stack, httpx.Client(base_url=stack.url,
-                                                             timeout=60) as client:
-            print(f"stack up on {stack.url} (artefact version {stack.version})")
-            rec = "/v1/recommendations"
-            show(f"home, user {user}", client.get(rec, params={"user_id": user, "n": n}))
-            show(f"search 'space adventure', user {user}", client.get(rec, params={
-                "user_id": user, "surface": "search", "query": "space adventure", "n": n}))
-            show(f"post-play after '{last_title}', user {user}", client.get(rec, params={
-                "user_id": user, "surface": "post_play", "item_id": last, "n": n}))
-            show("home, a brand-new user", client.get(rec, params={"user_id": NEW_USER,
-                                                                   "n": n}))
-            show(f"post-play after '{last_title}', a brand-new user", client.get(rec, params={
-                "user_id": NEW_USER, "surface": "post_play", "item_id": last, "n": n}))
-        print("\nstack stopped")
-    except RecsysError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    bundle = load_bundle(*ArtefactStore(cfg.serve.artefacts_root or "").resolve(
+        cfg.serve.version))
+    counts = bundle.events["user_idx"].value_counts()
+    user = cfg.output.sample_user or int(bundle.user_ids[int(counts.index[len(counts) // 2])])
+    history = bundle.events[bundle.events["user_idx"] == list(bundle.user_ids).index(user)]
+    last = int(bundle.item_ids[int(history.sort_values("timestamp")["item_idx"].iloc[-1])])
+    last_title = bundle.items["title"].iloc[list(bundle.item_ids).index(last)]
+    with running_stack(cfg.serve) as stack, httpx.Client(base_url=stack.url,
+                                                         timeout=60) as client:
+        print(f"stack up on {stack.url} (artefact version {stack.version})")
+        rec = "/v1/recommendations"
+        show(f"home, user {user}", client.get(rec, params={"user_id": user, "n": n}))
+        show(f"search 'space adventure', user {user}", client.get(rec, params={
+            "user_id": user, "surface": "search", "query": "space adventure", "n": n}))
+        show(f"post-play after '{last_title}', user {user}", client.get(rec, params={
+            "user_id": user, "surface": "post_play", "item_id": last, "n": n}))
+        show("home, a brand-new user", client.get(rec, params={"user_id": NEW_USER, "n": n}))
+        show(f"post-play after '{last_title}', a brand-new user", client.get(rec, params={
+            "user_id": NEW_USER, "surface": "post_play", "item_id": last, "n": n}))
+    print("\nstack stopped")
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(demo, sys.argv[1:], defaults=("serve.port=0",),
+                         log_level=logging.WARNING))

@@ -40,6 +40,13 @@ class ItemCatalog:
     anywhere: np.ndarray  # (n_items,) bool: no region list = available everywhere
     year: np.ndarray  # (n_items,) float32, NaN = unknown
 
+    def __post_init__(self) -> None:
+        # per-request lookups, computed once at load time
+        self.genre_of = {g: j for j, g in enumerate(self.genres)}
+        self.region_of = {r: j for j, r in enumerate(self.regions)}
+        known = self.year[~np.isnan(self.year)]
+        self.latest_year = float(known.max()) if len(known) else float("nan")
+
     @property
     def n_items(self) -> int:
         return len(self.titles)
@@ -71,8 +78,8 @@ class ItemCatalog:
 
     def genre_ids(self, names) -> np.ndarray:
         """Indices of the known genres among ``names`` (unknown names are ignored)."""
-        g_of = {g: j for j, g in enumerate(self.genres)}
-        return np.array(sorted({g_of[g] for g in names if g in g_of}), np.int64)
+        return np.array(sorted({self.genre_of[g] for g in names if g in self.genre_of}),
+                        np.int64)
 
     def item_genres(self, item: int) -> list[str]:
         return [self.genres[j] for j in np.flatnonzero(self.genre_matrix[item])]

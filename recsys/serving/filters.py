@@ -77,7 +77,7 @@ def _too_mature(items, catalog: ItemCatalog, max_maturity: str | None) -> np.nda
 def _unavailable(items, catalog: ItemCatalog, region: str | None) -> np.ndarray:
     if region is None:
         return np.zeros(len(items), bool)
-    if region not in catalog.regions:  # licensed nowhere we know of: only region-free titles
+    col = catalog.region_of.get(region)
+    if col is None:  # licensed nowhere we know of: only region-free titles
         return ~catalog.anywhere[items]
-    col = catalog.regions.index(region)
     return ~(catalog.anywhere[items] | catalog.region_matrix[items, col])

@@ -81,7 +81,5 @@ def rerank(items: np.ndarray, scores: np.ndarray, n: int, catalog: ItemCatalog,
 
 def _recent(items, catalog: ItemCatalog, years: int, now_year: float | None) -> np.ndarray:
     year = catalog.year[items]
-    if now_year is None:
-        known = catalog.year[~np.isnan(catalog.year)]
-        now_year = float(known.max()) if len(known) else np.nan
-    return ~np.isnan(year) & (year >= now_year - years)
+    now = catalog.latest_year if now_year is None else now_year
+    return ~np.isnan(year) & (year >= now - years)
