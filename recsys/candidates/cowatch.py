@@ -46,7 +46,10 @@ class CoWatch:
 
     def fit(self, train: sp.csr_matrix, **_: object) -> CoWatch:
         if self.method == "ease":
-            self.weights = EASE(l2=self.l2, device="cpu").fit(train).weights.numpy()
+            # C order: rows are what scoring reads (EASE's solve hands back a Fortran-ordered
+            # matrix, which made every row read strided: 845 ms per request on 9.7K titles)
+            self.weights = np.ascontiguousarray(
+                EASE(l2=self.l2, device="cpu").fit(train).weights.numpy())
         else:
             self.weights = item_knn(train, self.neighbours, self.shrink)
         return self
@@ -81,11 +84,24 @@ class CoWatch:
         history = np.unique(user.items)
         if len(history) == 0:
             return SourceResult.empty(self.name)
-        rows = self._rows(history)  # (H, I)
-        res = result(self.name, rows.sum(axis=0), history, k)
-        res.because = credit(rows[:, res.items], history, res.items)
+        res = result(self.name, self._history_scores(history), history, k)
+        res.because = credit(self._block(history, res.items), history, res.items)
         res.because[res.scores <= 0] = NO_ITEM
         return res
+
+    def _history_scores(self, history: np.ndarray) -> np.ndarray:
+        """(I,) sum of W's rows for ``history``. A sparse indicator times W: no (H, I) copy
+        of the rows (3-6x faster for long histories, the request path's hot spot)."""
+        w = self._w()
+        x = sp.csr_matrix((np.ones(len(history), np.float32), history, [0, len(history)]),
+                          shape=(1, w.shape[0]))
+        out = x @ w
+        return np.asarray(out.toarray() if sp.issparse(out) else out, np.float32).ravel()
+
+    def _block(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(H, len(items)) W[history, items]: only the columns the credit needs."""
+        block = self._w()[np.ix_(history, items)]
+        return block.toarray() if sp.issparse(block) else np.asarray(block)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -104,7 +120,7 @@ class CoWatch:
         model = cls(meta["method"], meta["l2"], meta["neighbours"], meta["shrink"],
                     meta.get("interactions", "positives"))
         dense = directory / "weights.npy"
-        model.weights = np.load(dense) if dense.exists() else sp.load_npz(
+        model.weights = np.ascontiguousarray(np.load(dense)) if dense.exists() else sp.load_npz(
             directory / "weights.npz").tocsr()
         return model
 
