@@ -60,16 +60,21 @@ class SourceLists:
 
     def pair_dense_from_provenance(self, provenance: Sequence[Sequence[Provenance]]
                                    ) -> np.ndarray:
-        """The same features from candidate provenance (serving path)."""
+        """The same features from candidate provenance (serving path). One pass collects the
+        (row, source, rank, score) tuples; the arithmetic is vectorised (it runs per request)."""
         out = np.zeros((len(provenance), self.width), np.float32)
         col = {name: 3 * s for s, name in enumerate(self.names)}
-        for row, provs in enumerate(provenance):
-            for prov in provs:
-                c = col.get(prov.source)
-                if c is None:
-                    continue
-                z = (prov.score - self.score_mean[prov.source]) / self.score_std[prov.source]
-                out[row, c:c + 3] = (1.0, 1.0 / np.log2(prov.rank + 2.0), np.clip(z, -10, 10))
+        found = [(row, col[p.source], p.rank, p.score, p.source)
+                 for row, provs in enumerate(provenance) for p in provs if p.source in col]
+        if not found:
+            return out
+        rows, cols, ranks, scores, names = zip(*found, strict=True)
+        rows, cols = np.array(rows), np.array(cols)
+        mean = np.array([self.score_mean[n] for n in names])
+        std = np.array([self.score_std[n] for n in names])
+        out[rows, cols] = 1.0
+        out[rows, cols + 1] = 1.0 / np.log2(np.array(ranks, np.float64) + 2.0)
+        out[rows, cols + 2] = np.clip((np.array(scores) - mean) / std, -10, 10)
         return out
 
     def merged(self, user: int) -> np.ndarray:
