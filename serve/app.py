@@ -14,6 +14,7 @@ result and are recorded by the router, so ``/metrics`` has them per stage.
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 
 import time
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
@@ -52,15 +53,16 @@ class Pipeline:
 
     def __init__(self, artefacts_root: str, version: str, ranker: str, triton_url: str | None,
                  params: dict[str, Any]) -> None:
+        # imported here, not at module top: the router process never loads torch or the models
+        from recsys.serving.request_path import Request
         from serve.build import build_pipeline
 
         self.pipeline = build_pipeline(artefacts_root, version, ranker, triton_url, params)
+        self.request_type = Request
 
     def recommend(self, query: dict[str, Any]) -> dict[str, Any]:
-        from recsys.serving.request_path import Request
-
         try:
-            result = self.pipeline.recommend(Request(**query))
+            result = self.pipeline.recommend(self.request_type(**query))
         except RecsysError as err:
             return {"error": str(err)}
         return _result_dict(result)
@@ -93,8 +95,6 @@ def _parameter_in(message: str) -> str:
 
 
 def _result_dict(result) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return asdict(result)
 
 

@@ -37,6 +37,16 @@ ITEM_SCALAR_DTYPES: dict[str, object] = {
 }
 ITEM_LIST_COLUMNS = ("genres", "tags", "regions")
 
+
+def list_value(value: object) -> list[str]:
+    """One cell of a list column as a list of strings: cells arrive as lists, numpy arrays
+    (from Parquet), None or NaN, and a lone string is one element, not its characters."""
+    if value is None or (isinstance(value, float) and value != value):
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]  # type: ignore[union-attr]
+
 INTERACTIONS_ARROW = pa.schema(
     [
         ("user_id", pa.int64()),

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.candidates.types import SURFACES
+from recsys.data.schema import list_value
 from recsys.ranking.layout import PAD, FeatureLayout, SparseFeature, Table
 
 DEMOGRAPHICS = ("gender", "age", "occupation")
@@ -97,9 +98,9 @@ class FeatureBuilder:
         row i = item index i; ``users``: the user table with row u = user index u (or None)."""
         p = self.p
         self.n_users, self.n_items = n_users, n_items
-        genre_lists = items["genres"].map(_as_list)
+        genre_lists = items["genres"].map(list_value)
         self.genres = Vocab(sorted({g for gs in genre_lists for g in gs})[: p.max_genres])
-        tag_counts = pd.Series([t for ts in items["tags"].map(_as_list) for t in ts])
+        tag_counts = pd.Series([t for ts in items["tags"].map(list_value) for t in ts])
         self.tags = Vocab(tag_counts.value_counts().index[: p.tag_vocab].tolist())
         years = pd.to_numeric(items["year"], errors="coerce").dropna()
         self.year_min = int(years.min()) if len(years) else 0
@@ -220,7 +221,7 @@ class FeatureBuilder:
     def _item_genre_matrix(self) -> np.ndarray:
         if not hasattr(self, "_genre_matrix"):
             m = np.zeros((self.n_items, len(self.genres)), np.float32)
-            for i, gs in enumerate(self._items["genres"].map(_as_list)):
+            for i, gs in enumerate(self._items["genres"].map(list_value)):
                 gid = self.genres.ids(gs)
                 m[i, gid[gid != PAD]] = 1.0
             self._genre_matrix = m
@@ -237,7 +238,7 @@ class FeatureBuilder:
         gm = self._item_genre_matrix()
         ids[:, 1:1 + g] = np.where(gm > 0, np.arange(g)[None, :], PAD)
         weights[:, 1:1 + g] = gm / np.maximum(gm.sum(1, keepdims=True), 1.0)
-        for i, tags in enumerate(self._items["tags"].map(_as_list)):
+        for i, tags in enumerate(self._items["tags"].map(list_value)):
             tid = self.tags.ids(tags)
             tid = tid[tid != PAD][: p.max_tags]
             if len(tid):
@@ -284,9 +285,3 @@ def _user_stats(events: pd.DataFrame, p: FeatureParams, n: int | None = None) ->
 
 def _moments(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return stats.mean(0), np.maximum(stats.std(0), 1e-6)
-
-
-def _as_list(value) -> list:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
-    return list(value)

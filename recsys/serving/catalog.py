@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import RecsysError
+from recsys.data.schema import list_value
 
 MATURITY_ORDER = ("G", "PG", "PG-13", "R", "NC-17")  # least to most restricted
 
@@ -55,13 +56,13 @@ class ItemCatalog:
     def from_items(cls, items: pd.DataFrame) -> ItemCatalog:
         """``items``: the canonical catalog with row i = item index i."""
         n = len(items)
-        genre_lists = [_as_list(g) for g in items["genres"]]
+        genre_lists = [list_value(g) for g in items["genres"]]
         genres = sorted({g for gs in genre_lists for g in gs})
         g_of = {g: j for j, g in enumerate(genres)}
         genre_matrix = np.zeros((n, len(genres)), bool)
         for i, gs in enumerate(genre_lists):
             genre_matrix[i, [g_of[g] for g in gs]] = True
-        region_lists = [_as_list(r) for r in items.get("regions", pd.Series([[]] * n))]
+        region_lists = [list_value(r) for r in items.get("regions", pd.Series([[]] * n))]
         regions = sorted({r for rs in region_lists for r in rs})
         r_of = {r: j for j, r in enumerate(regions)}
         region_matrix = np.zeros((n, len(regions)), bool)
@@ -83,9 +84,3 @@ class ItemCatalog:
 
     def item_genres(self, item: int) -> list[str]:
         return [self.genres[j] for j in np.flatnonzero(self.genre_matrix[item])]
-
-
-def _as_list(value) -> list:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
-    return list(value)

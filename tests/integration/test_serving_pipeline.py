@@ -1,7 +1,6 @@
 """The request path over a real trained bundle: surfaces, cold start, filters, explanations,
 and the ranker on a real Triton server, including Triton being down."""
 
-import socket
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from recsys.config import register_configs
 from recsys.ranking.pipeline import train_ranker
+from recsys.runtime.ports import free_port
 from recsys.serving.artefacts import ArtefactStore
 from recsys.serving.bundle import load_bundle
 from recsys.serving.rankers import OnnxRanker, TritonRanker
@@ -93,12 +93,6 @@ def test_filters_apply_to_the_response(pipeline, bundle):
     only_exclude = pipeline.recommend(Request(user_id=user, n=20, exclude=exclude))
     assert only_exclude.filtered["exclude"] == 5
     assert not {r.item_id for r in only_exclude.items} & set(exclude)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ranker_on_triton_matches_in_process_and_falls_back_when_down(pipeline, bundle):

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from recsys.data.schema import list_value
+
 # "Name, The (Alt title) (1995)" -> name, article, the parenthesised rest
 _INVERTED = re.compile(r"^(?P<name>.+?), (?P<article>The|A|An)(?P<rest>(?: \(.*\))?)$")
 _ENDS_WITH_YEAR = re.compile(r"\(\d{4}(?:[-–]\d{0,4})?\)\s*$")
@@ -35,13 +37,6 @@ def display_title(title: str) -> str:
     return f"{match['article']} {match['name']}{match['rest']}"
 
 
-def _as_list(value: object) -> list[str]:
-    """List columns arrive as lists, numpy arrays (from Parquet), None or NaN."""
-    if value is None or (isinstance(value, float) and value != value):
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]  # type: ignore[union-attr]
 
 
 def _dedupe(values: Iterable[str]) -> list[str]:
@@ -65,10 +60,10 @@ def item_text(title: object, year: object = None, genres: object = None, tags: o
         if year is not None and not pd.isna(year) and not _ENDS_WITH_YEAR.search(name):
             name = f"{name} ({int(year)})"
         parts.append(name)
-    genre_list = [g for g in _dedupe(_as_list(genres)) if g not in _NO_GENRES]
+    genre_list = [g for g in _dedupe(list_value(genres)) if g not in _NO_GENRES]
     if genre_list:
         parts.append("Genres: " + ", ".join(genre_list))
-    tag_list = _dedupe(_as_list(tags))[:max_tags]
+    tag_list = _dedupe(list_value(tags))[:max_tags]
     if tag_list:
         parts.append("Tags: " + ", ".join(tag_list))
     return ". ".join(parts)
