@@ -197,6 +197,9 @@ class RankerExportConfig:
     max_queue_size: int = 64  # bounded queue: requests beyond it are rejected, not buffered
     instance_count: int = 1
     check_on_triton: bool = True  # start the real Triton and compare its scores (1e-5)
+    # the bundle's two_tower source slot (the item-tower FAISS index queried with the user
+    # vector): most new titles it adds to a request's candidates; 0 = leave it out
+    two_tower_quota: int = 100
     # versioned serving artefacts (recsys/serving/bundle.py) are published here; null = <run dir>
     artefacts_root: str | None = None
 

@@ -148,7 +148,8 @@ def train_ranker(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     retrieval.save(out / "two_tower_retrieval")
     results["source:two_tower"] = evaluate(retrieval, data, **ev)
 
-    version = publish_bundle(cfg, run_dir, dataset, split.train, serving, ranker_data, out)
+    version = publish_bundle(cfg, run_dir, dataset, split.train, serving, ranker_data, out,
+                             retrieval)
     summary = {"prepare_s": prepared_s, "train_s": train_s, "best_epoch": best,
                "epochs_run": state["epoch"], "workers": state["world_size"],
                "train_rows": len(ranker_data.train), "test_rows": len(rows),
@@ -166,9 +167,27 @@ def train_ranker(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     return results
 
 
+def bundle_sources(trained: dict[str, tuple[object, int]],
+                   retrieval: TwoTowerRetrieval | None, quota: int
+                   ) -> dict[str, tuple[object, int]]:
+    """The serving slots: the trained sources, then two-tower retrieval as ``two_tower``. It
+    comes last and out of ``SourceLists`` on purpose: the ranker was trained on the others'
+    provenance features, and the towers exist only once the ranker does."""
+    if quota < 0:
+        raise RecsysError(f"ranker.export.two_tower_quota must be >= 0, got {quota}")
+    if TwoTowerRetrieval.name in trained:
+        raise RecsysError(f"candidates.sources.{TwoTowerRetrieval.name} clashes with the "
+                          "two-tower retrieval slot the ranker job adds; rename the source")
+    if retrieval is None or quota == 0:
+        return dict(trained)
+    return {**trained, TwoTowerRetrieval.name: (retrieval, quota)}
+
+
 def publish_bundle(cfg: DictConfig, run_dir: Path, dataset, train_events, serving, ranker_data,
-                   ranker_dir: Path) -> str:
-    """Write the serving bundle as a new artefact version and point ``latest`` at it."""
+                   ranker_dir: Path, retrieval: TwoTowerRetrieval | None = None) -> str:
+    """Write the serving bundle as a new artefact version and point ``latest`` at it.
+    ``retrieval`` (the ranker's towers) becomes the ``two_tower`` slot unless
+    ``ranker.export.two_tower_quota`` is 0."""
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import write_bundle
 
@@ -177,7 +196,8 @@ def publish_bundle(cfg: DictConfig, run_dir: Path, dataset, train_events, servin
     path = store.new_version()
     slots = {name: {"weight": float(slot.weight)}
              for name, slot in cfg.candidates.sources.items()}
-    write_bundle(path, serving.sources, slots, cfg.candidates.overfetch, serving.lists,
+    sources = bundle_sources(serving.sources, retrieval, int(cfg.ranker.export.two_tower_quota))
+    write_bundle(path, sources, slots, cfg.candidates.overfetch, serving.lists,
                  ranker_data.builder, serving.tables, dataset.items_by_index(), train_events,
                  dataset.user_index.raw_ids, dataset.item_index.raw_ids, ranker_dir)
     store.publish(path)

@@ -7,12 +7,17 @@ Layout of a version directory (``recsys.serving.artefacts.ArtefactStore``)::
                              (class, quota, overfetch, weight: the generator is rebuilt as trained)
     source_stats.json        per-source score mean/std and list depths: the ranker's source
                              features from provenance (``SourceLists.pair_dense_from_provenance``)
+                             for the slots the ranker was trained with, in merge order
     features.pkl             the fitted FeatureBuilder (vocabularies, normalisers)
     item_tables.npz          the catalog's ranker rows (ids, weights, dense)
     items.parquet            the catalog, row i = item index i (titles, genres, maturity, regions)
     events.parquet           training events: the in-memory user store's starting state
     ids.npz                  raw user / item ids by index (the API speaks raw ids)
     ranker/                  layout.json, model.onnx / model.pt, triton_repository/
+
+A slot under ``sources/`` that ``source_stats.json`` does not name (``two_tower``: the ranker's
+own towers, built after the ranker is trained) is served after the trained ones, in name order.
+It adds candidates, and its provenance gives the ranker no feature (the ranker never saw it).
 """
 
 from __future__ import annotations
@@ -91,14 +96,9 @@ def load_bundle(version: str, path: Path) -> ServingBundle:
     path = Path(path)
     if not (path / "source_stats.json").is_file():
         raise RecsysError(f"{path} is not a serving bundle (no source_stats.json)")
-    specs = {}
     stats = json.loads((path / "source_stats.json").read_text())
-    for name in stats["names"]:
-        meta = json.loads((path / "sources" / name / "source.json").read_text())
-        module, _, cls_name = meta["class"].rpartition(".")
-        cls = getattr(importlib.import_module(module), cls_name)
-        specs[name] = SourceSpec(cls.load(path / "sources" / name), meta["quota"],
-                                 meta["overfetch"], meta["weight"])
+    specs = {name: _load_source(path / "sources" / name)
+             for name in [*stats["names"], *_untrained_slots(path, stats["names"])]}
     empty = {n: np.empty((0, 0), np.int64) for n in stats["names"]}
     lists = SourceLists(stats["names"], stats["quotas"], empty,
                         {n: np.empty((0, 0), np.float32) for n in stats["names"]},
@@ -116,3 +116,20 @@ def load_bundle(version: str, path: Path) -> ServingBundle:
                          pd.read_parquet(path / "items.parquet"),
                          pd.read_parquet(path / "events.parquet"), ids["user_ids"],
                          ids["item_ids"])
+
+
+def _untrained_slots(path: Path, trained: list[str]) -> list[str]:
+    """Slots written next to the trained ones that the ranker has no features for (see the
+    module docstring), in name order so every replica merges them alike."""
+    folder = path / "sources"
+    found = (d.name for d in folder.iterdir() if (d / "source.json").is_file())
+    return sorted(set(found) - set(trained))
+
+
+def _load_source(folder: Path) -> SourceSpec:
+    """One slot as the generator runs it: the class named in source.json, loaded, with its
+    quota, overfetch and merge weight."""
+    meta = json.loads((folder / "source.json").read_text())
+    module, _, cls_name = meta["class"].rpartition(".")
+    cls = getattr(importlib.import_module(module), cls_name)
+    return SourceSpec(cls.load(folder), meta["quota"], meta["overfetch"], meta["weight"])

@@ -105,3 +105,8 @@ def test_ranker_job_publishes_a_loadable_serving_bundle(tmp_path):
     history = bundle.events.loc[bundle.events["user_idx"] == user, "item_idx"].to_numpy()
     cands = bundle.generator.generate(UserHistory(user, history), Context())
     assert len(cands) > 0 and not set(cands.items.tolist()) & set(history.tolist())
+    # the ranker's towers are served as one more source, after the ones it was trained on
+    assert list(bundle.generator.sources) == ["cf", "cowatch", "trending", "two_tower"]
+    assert bundle.generator.sources["two_tower"].quota == 100
+    assert bundle.source_stats.names == ["cf", "cowatch", "trending"]  # features unchanged
+    assert any(p.source == "two_tower" for c in cands.candidates for p in c.provenance)

@@ -20,6 +20,7 @@ from recsys.ranking.features import FeatureParams, _item_stats
 from recsys.ranking.layout import PAD, FeatureLayout
 from recsys.ranking.pairs import NegativeMix, PairRows
 from recsys.ranking.prepare import StackingParams, prepare_ranker_data, refit_for_serving
+from recsys.ranking.source_features import SourceLists
 
 PARAMS = FeatureParams(history_length=10, id_dim=16, attr_dim=8, user_id=True)
 STACKING = StackingParams()
@@ -257,6 +258,23 @@ def test_pair_dense_from_provenance_matches_the_offline_features(lists):
     online = lists.pair_dense_from_provenance(provenance)
     assert online == pytest.approx(offline, abs=1e-5)
     assert lists.pair_dense_from_provenance([[Provenance("unknown", 1.0, 0)]]).sum() == 0
+
+
+def test_provenance_from_a_source_the_ranker_never_saw_is_ignored():
+    """Serving adds two_tower after training: its provenance must neither fail nor shift the
+    trained sources' columns, and alone it gives an all-zero row (absent everywhere)."""
+    names = ["cf", "trending"]
+    lists = SourceLists(names, {"cf": 10, "trending": 5}, {}, {}, 100,
+                        {"cf": 0.5, "trending": 2.0}, {"cf": 0.25, "trending": 1.0},
+                        {"cf": 20, "trending": 10})
+    cf, trending = Provenance("cf", 1.0, 0), Provenance("trending", 3.0, 2)
+    towers = Provenance("two_tower", 9.0, 0)
+    known = lists.pair_dense_from_provenance([[cf, trending], [trending]])
+    mixed = lists.pair_dense_from_provenance([[towers, cf, trending], [trending, towers]])
+    assert mixed.shape == known.shape == (2, 6)
+    assert np.array_equal(mixed, known)
+    assert known[0].tolist() == pytest.approx([1.0, 1.0, 2.0, 1.0, 1 / np.log2(4), 1.0])
+    assert not lists.pair_dense_from_provenance([[towers]]).any()
 
 
 # ---- Parquet ------------------------------------------------------------------------------

@@ -8,10 +8,12 @@ from recsys.candidates.als import ALS
 from recsys.candidates.cowatch import CoWatch
 from recsys.candidates.generator import CandidateGenerator, SourceSpec
 from recsys.candidates.trending import Trending
+from recsys.candidates.two_tower import TwoTowerRetrieval
 from recsys.candidates.types import Context, UserHistory
 from recsys.data import load_dataset
 from recsys.eval.protocol import prepare
 from recsys.ranking.features import FeatureBuilder, FeatureParams
+from recsys.ranking.pipeline import bundle_sources
 from recsys.ranking.prepare import StackingParams, refit_for_serving, users_by_index
 from recsys.serving.artefacts import ArtefactStore
 from recsys.serving.bundle import load_bundle, write_bundle
@@ -72,3 +74,48 @@ def test_bundle_round_trip_reproduces_candidates_and_ranker_inputs(trained):
 def test_a_directory_that_is_not_a_bundle_is_refused(tmp_path):
     with pytest.raises(RecsysError, match="is not a serving bundle"):
         load_bundle("x", tmp_path)
+
+
+def test_an_untrained_slot_adds_candidates_and_no_ranker_feature(trained):
+    """two_tower is written next to the trained sources but is not in source_stats.json: it is
+    served last, and its provenance leaves the ranker's inputs exactly as without it."""
+    dataset, split, builder, serving, store = trained
+    rng = np.random.default_rng(0)
+    towers = TwoTowerRetrieval(rng.normal(size=(dataset.n_users, 8)),
+                               rng.normal(size=(dataset.n_items, 8)))
+    path = store.new_version("v2")
+    write_bundle(path, bundle_sources(serving.sources, towers, 25), {}, 2.0, serving.lists,
+                 builder, serving.tables, dataset.items_by_index(), split.train,
+                 dataset.user_index.raw_ids, dataset.item_index.raw_ids)
+    bundle = load_bundle("v2", path)
+    assert list(bundle.generator.sources) == ["cf", "cowatch", "trending", "two_tower"]
+    assert bundle.generator.sources["two_tower"].quota == 25
+    assert bundle.source_stats.names == ["cf", "cowatch", "trending"]
+    user = 11
+    events = bundle.events[bundle.events["user_idx"] == user]
+    cands = bundle.generator.generate(
+        UserHistory(user, events["item_idx"].to_numpy(np.int64)), Context())
+    assert any(p.source == "two_tower" for c in cands.candidates for p in c.provenance)
+    with_towers = request_batch(bundle.builder, bundle.item_tables, bundle.source_stats, events,
+                                user, cands.candidates, "home", 1.0e9)
+    stripped = [type(c)(c.item, [p for p in c.provenance if p.source != "two_tower"])
+                for c in cands.candidates]
+    without = request_batch(bundle.builder, bundle.item_tables, bundle.source_stats, events,
+                            user, stripped, "home", 1.0e9)
+    assert with_towers.pair_dense.shape[1] == 3 * 3
+    assert np.array_equal(with_towers.pair_dense.numpy(), without.pair_dense.numpy())
+    # a user the towers never saw: no vector, so nothing from two_tower, and no failure
+    cold = bundle.generator.generate(UserHistory(None, np.empty(0, np.int64)), Context())
+    assert cold.failed_sources == [] and len(cold) > 0
+    assert not any(p.source == "two_tower" for c in cold.candidates for p in c.provenance)
+
+
+def test_two_tower_slot_quota_zero_leaves_it_out_and_bad_values_are_refused(trained):
+    _, _, _, serving, _ = trained
+    towers = TwoTowerRetrieval(np.ones((2, 2)), np.ones((3, 2)))
+    assert list(bundle_sources(serving.sources, towers, 0)) == ["cf", "cowatch", "trending"]
+    assert list(bundle_sources(serving.sources, None, 100)) == ["cf", "cowatch", "trending"]
+    with pytest.raises(RecsysError, match="two_tower_quota must be >= 0"):
+        bundle_sources(serving.sources, towers, -1)
+    with pytest.raises(RecsysError, match="clashes with the two-tower retrieval slot"):
+        bundle_sources({"two_tower": (towers, 5)}, towers, 5)
