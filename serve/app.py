@@ -8,7 +8,13 @@
 
 Deployment options (replicas, ``max_ongoing_requests``, ``max_queued_requests``, autoscaling)
 come from ``configs/serve/`` via ``deployment_options``. Stage latencies come back with each
-result and are recorded by the router, so ``/metrics`` has them per stage.
+result and are recorded by the router, so ``/metrics`` has them per stage, with the rows each
+request sent to the ranker and Triton's own rows / executions counters (``serve/metrics.py``).
+
+``POST /v1/items`` (admin) adds titles to the catalog of the Pipeline replica that handles the
+call, in memory: with several replicas (or after a restart) the others do not have them, so run
+catalog changes against one replica, or republish the bundle. Ray Serve has no call that reaches
+every replica of a deployment.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
@@ -17,14 +23,20 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import Body, FastAPI, HTTPException, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 from ray import serve
 
 from recsys import RecsysError
 from serve import metrics
-from serve.schemas import MAX_N, RecommendationQuery, RecommendationResponse
+from serve.schemas import (
+    MAX_N,
+    NEW_TITLES,
+    AddedTitles,
+    RecommendationQuery,
+    RecommendationResponse,
+)
 
 api = FastAPI(title="recsys", version="1",
               description="Recommendations per surface, with reasons, from the recsys stack.")
@@ -65,13 +77,31 @@ class Pipeline:
             result = self.pipeline.recommend(self.request_type(**query))
         except RecsysError as err:
             return {"error": str(err)}
-        return _result_dict(result)
+        return _result_dict(result, self.pipeline.ranker is not None)
 
     def similar(self, item_id: int, n: int) -> dict[str, Any]:
         try:
-            return _result_dict(self.pipeline.similar(item_id, n))
+            return _result_dict(self.pipeline.similar(item_id, n),
+                                self.pipeline.ranker is not None)
         except RecsysError as err:
             return {"error": str(err)}
+
+    def add_titles(self, titles: list[dict[str, Any]]) -> dict[str, Any]:
+        """Titles (``NewTitle`` dicts) into this replica's catalog; an error carries its HTTP
+        status: 409 for an id the catalog has, 422 for anything else the client can fix."""
+        import pandas as pd
+
+        from recsys.serving.catalog import DuplicateItemError
+
+        try:
+            self.pipeline.add_titles(pd.DataFrame(titles))
+        except DuplicateItemError as err:
+            return {"error": str(err), "status": 409}
+        except RecsysError as err:
+            return {"error": str(err), "status": 422}
+        return {"item_ids": [int(t["item_id"]) for t in titles],
+                "catalog_size": self.pipeline.catalog.n_items,
+                "version": self.pipeline.bundle.version}
 
     def ready(self) -> dict[str, Any]:
         ranker = self.pipeline.ranker
@@ -80,11 +110,13 @@ class Pipeline:
                 "ranker_live": bool(live)}
 
 
-def validation_messages(err: ValidationError) -> list[dict[str, str]]:
-    """One {parameter, message} per problem: what a client needs to fix the request."""
+def validation_messages(err: ValidationError, root: str = "") -> list[dict[str, str]]:
+    """One {parameter, message} per problem: what a client needs to fix the request. ``root``
+    names a JSON body, whose list positions read as ``items[0].title``."""
     out = []
     for e in err.errors():
-        where = ".".join(str(x) for x in e["loc"]) or _parameter_in(e["msg"])
+        where = root + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in e["loc"])
+        where = where.lstrip(".") or _parameter_in(e["msg"])
         out.append({"parameter": where, "message": e["msg"].removeprefix("Value error, ")})
     return out
 
@@ -94,15 +126,20 @@ def _parameter_in(message: str) -> str:
     return message.removeprefix("Value error, ").split(" ", 1)[0]
 
 
-def _result_dict(result) -> dict[str, Any]:
-    return asdict(result)
+def _result_dict(result, ranked: bool) -> dict[str, Any]:
+    """The result for the router, plus ``rank_rows``: what the rank stage sent to the ranker,
+    the merged candidates the filters kept (none when no ranker is configured)."""
+    out = asdict(result)
+    out["rank_rows"] = result.candidates - sum(result.filtered.values()) if ranked else 0
+    return out
 
 
 @serve.deployment
 @serve.ingress(api)
 class Router:
-    def __init__(self, pipeline) -> None:
+    def __init__(self, pipeline, triton_metrics_url: str | None = None) -> None:
         self.pipeline = pipeline
+        self.triton_metrics_url = triton_metrics_url  # None: no Triton lines in /metrics
 
     @api.get("/v1/recommendations", response_model=RecommendationResponse)
     async def recommendations(
@@ -150,7 +187,26 @@ class Router:
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics_text(self) -> PlainTextResponse:
-        return PlainTextResponse(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+        triton = await metrics.scrape_triton(self.triton_metrics_url)
+        return PlainTextResponse(metrics.exposition(triton), media_type=metrics.CONTENT_TYPE)
+
+    @api.post("/v1/items", status_code=201, response_model=AddedTitles)
+    async def add_items(
+        self,
+        items: Annotated[Any, Body(description="a JSON list of new titles: item_id, title, "
+                                               "and optionally year, genres, tags, "
+                                               "maturity_rating, regions")],
+    ) -> AddedTitles:
+        """Admin: add titles to the catalog, reachable at once through content similarity
+        (search, post-play). Reaches the one Pipeline replica that handles it (module doc)."""
+        try:
+            titles = NEW_TITLES.validate_python(items)
+        except ValidationError as err:
+            raise HTTPException(422, detail=validation_messages(err, root="items")) from None
+        out = await self.pipeline.add_titles.remote([t.model_dump() for t in titles])
+        if "error" in out:
+            raise HTTPException(out["status"], detail=out["error"])
+        return AddedTitles(**out)
 
     def _respond(self, out: dict[str, Any], start: float) -> RecommendationResponse:
         if "error" in out:

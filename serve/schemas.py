@@ -1,21 +1,24 @@
-"""The HTTP contract of GET /v1/recommendations: pydantic models at the edge.
+"""The HTTP contract of GET /v1/recommendations and POST /v1/items: pydantic models at the edge.
 
 Query parameters are validated here, before any stage runs, so a bad request costs nothing and
 its 422 names the parameter: an unknown surface, ``n`` outside 1..100, search without ``query``,
 post-play without ``item_id``. An unknown *user* is not an error: it takes the cold-start path.
+New titles (``NewTitle``) are checked the same way: a missing ``title`` is named as
+``items[0].title``.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
 
 from recsys.serving.catalog import MATURITY_ORDER
 
 Surface = Literal["home", "search", "post_play"]
 MAX_N = 100
+MAX_NEW_TITLES = 1000  # per POST /v1/items: each is embedded before the response
 
 
 class RecommendationQuery(BaseModel):
@@ -59,3 +62,34 @@ class RecommendationResponse(BaseModel):
     degraded: list[str] = Field(default_factory=list,
                                 description="stages that fell back (e.g. rank)")
     version: str = Field(description="artefact version that served the request")
+
+
+class NewTitle(BaseModel):
+    """One title of POST /v1/items: the catalog columns a client may set (the rest unknown)."""
+
+    model_config = {"extra": "forbid"}
+
+    item_id: int = Field(description="raw id; must not be in the catalog yet (409 if it is)")
+    title: str = Field(min_length=1, max_length=300)
+    year: int | None = Field(None, ge=1870, le=2100, description="release year")
+    genres: list[str] = Field(default_factory=list, max_length=32)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    maturity_rating: Literal[MATURITY_ORDER] | None = None  # type: ignore[valid-type]
+    regions: list[str] = Field(default_factory=list, max_length=300,
+                               description="where it is licensed; empty = everywhere")
+
+    @field_validator("title")
+    @classmethod
+    def _title_has_text(cls, title: str) -> str:
+        if not title.strip():
+            raise ValueError("title must not be blank")
+        return title
+
+
+NEW_TITLES = TypeAdapter(Annotated[list[NewTitle], Field(min_length=1, max_length=MAX_NEW_TITLES)])
+
+
+class AddedTitles(BaseModel):
+    item_ids: list[int] = Field(description="the raw ids added, in request order")
+    catalog_size: int = Field(description="titles in the serving replica's catalog now")
+    version: str = Field(description="artefact version the titles were added to")

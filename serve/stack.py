@@ -57,7 +57,8 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
         pipeline = Pipeline.options(**deployment_options(cfg.pipeline)).bind(
             str(cfg.artefacts_root), version, cfg.ranker,
             triton.grpc_url if triton else None, params)
-        app = Router.options(**deployment_options(cfg.router)).bind(pipeline)
+        app = Router.options(**deployment_options(cfg.router)).bind(
+            pipeline, triton.metrics_url if triton else None)
         serve.run(app, name="recsys", route_prefix="/", blocking=False)
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)

@@ -70,7 +70,10 @@ class CoWatch:
         return np.asarray(scores.toarray() if sp.issparse(scores) else scores, np.float32)
 
     def similar_items(self, item: int, k: int) -> SourceResult:
-        """Post-play: titles co-watched with ``item``, each credited to it."""
+        """Post-play: titles co-watched with ``item``, each credited to it. A title W has no
+        row for (added to the catalog after fitting) has no co-watches yet: nothing, no error."""
+        if not 0 <= item < self._w().shape[0]:
+            return SourceResult.empty(self.name)
         res = result(self.name, self._rows(np.array([item]))[0], np.array([item]), k)
         res.because[:] = item
         return res

@@ -218,35 +218,56 @@ class FeatureBuilder:
         dow[known] = ((ts[known] // 86400 + 3) % 7).astype(np.int64) + 1  # 1970-01-01: Thu
         return np.stack([surface_ids, hour, dow], axis=1)
 
+    def item_rows(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, weights, dense) rows of titles added to the catalog after fitting (catalog
+        columns: genres, tags, year). The model has no embedding for their ids, so the id slot is
+        PAD, as for any value outside a fitted vocabulary; genres, tags and year go through the
+        fitted vocabularies; the dense columns are those of a title with no training event."""
+        ids, weights = self._attribute_rows(items, self._genre_rows(items),
+                                            np.full(len(items), PAD, np.int64))
+        stats = np.zeros((len(items), len(ITEM_DENSE)))
+        dense = (stats - self.item_dense_mean) / self.item_dense_std
+        return ids, weights, dense.astype(np.float32)
+
     def _item_genre_matrix(self) -> np.ndarray:
         if not hasattr(self, "_genre_matrix"):
-            m = np.zeros((self.n_items, len(self.genres)), np.float32)
-            for i, gs in enumerate(self._items["genres"].map(list_value)):
-                gid = self.genres.ids(gs)
-                m[i, gid[gid != PAD]] = 1.0
-            self._genre_matrix = m
+            self._genre_matrix = self._genre_rows(self._items)
         return self._genre_matrix
 
+    def _genre_rows(self, items: pd.DataFrame) -> np.ndarray:
+        """(len(items), n_genres) 0/1 membership in the fitted genre vocabulary."""
+        m = np.zeros((len(items), len(self.genres)), np.float32)
+        for i, gs in enumerate(items["genres"].map(list_value)):
+            gid = self.genres.ids(gs)
+            m[i, gid[gid != PAD]] = 1.0
+        return m
+
     def _item_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._attribute_rows(self._items, self._item_genre_matrix(),
+                                    np.arange(self.n_items))
+
+    def _attribute_rows(self, items: pd.DataFrame, gm: np.ndarray, item_ids: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse item rows: id (PAD = no embedding, weight 0), genre bag, tags, year bucket."""
         p = self.p
+        n = len(items)
         g = len(self.genres)
         width = 1 + g + p.max_tags + 1
-        ids = np.full((self.n_items, width), PAD, np.int64)
-        weights = np.zeros((self.n_items, width), np.float32)
-        ids[:, 0] = np.arange(self.n_items)
-        weights[:, 0] = 1.0
-        gm = self._item_genre_matrix()
+        ids = np.full((n, width), PAD, np.int64)
+        weights = np.zeros((n, width), np.float32)
+        ids[:, 0] = item_ids
+        weights[:, 0] = (item_ids != PAD).astype(np.float32)
         ids[:, 1:1 + g] = np.where(gm > 0, np.arange(g)[None, :], PAD)
         weights[:, 1:1 + g] = gm / np.maximum(gm.sum(1, keepdims=True), 1.0)
-        for i, tags in enumerate(self._items["tags"].map(list_value)):
+        for i, tags in enumerate(items["tags"].map(list_value)):
             tid = self.tags.ids(tags)
             tid = tid[tid != PAD][: p.max_tags]
             if len(tid):
                 ids[i, 1 + g:1 + g + len(tid)] = tid
                 weights[i, 1 + g:1 + g + len(tid)] = 1.0 / len(tid)
-        years = pd.to_numeric(self._items["year"], errors="coerce").to_numpy(np.float64)
+        years = pd.to_numeric(items["year"], errors="coerce").to_numpy(np.float64)
         known = ~np.isnan(years)
-        bucket = np.full(self.n_items, PAD, np.int64)
+        bucket = np.full(n, PAD, np.int64)
         bucket[known] = np.clip((years[known] - self.year_min) // p.year_bucket, 0,
                                 self.n_year_buckets - 1).astype(np.int64)
         ids[:, -1] = bucket

@@ -86,6 +86,11 @@ class TritonHandle:
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Triton's Prometheus text (``nv_inference_count``, ``nv_inference_exec_count``...)."""
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
     def grpc_client(self) -> Any:
         """A new gRPC client: one per thread (tritonclient clients are not shared safely)."""
         import tritonclient.grpc as grpcclient

@@ -30,6 +30,11 @@ def maturity_level(rating: str | None) -> int:
                           f"{', '.join(MATURITY_ORDER)}") from None
 
 
+class DuplicateItemError(RecsysError):
+    """An item id the catalog already has: a conflict with the catalog (HTTP 409), not a
+    malformed request."""
+
+
 @dataclass
 class ItemCatalog:
     titles: list[str]
@@ -77,6 +82,23 @@ class ItemCatalog:
         return cls(titles, genres, genre_matrix, maturity, regions, region_matrix,
                    region_matrix.sum(1) == 0, year)
 
+    def extend(self, items: pd.DataFrame) -> ItemCatalog:
+        """A new catalog with ``items`` appended as item indices ``n_items...``: genres and
+        regions the catalog did not have join its vocabularies. A new object, not an in-place
+        change, so a request reading the old catalog never sees half of the new one."""
+        added = ItemCatalog.from_items(items)
+        genres = sorted(set(self.genres) | set(added.genres))
+        regions = sorted(set(self.regions) | set(added.regions))
+        return ItemCatalog(
+            self.titles + added.titles, genres,
+            np.vstack([_widen(self.genre_matrix, self.genres, genres),
+                       _widen(added.genre_matrix, added.genres, genres)]),
+            np.concatenate([self.maturity, added.maturity]), regions,
+            np.vstack([_widen(self.region_matrix, self.regions, regions),
+                       _widen(added.region_matrix, added.regions, regions)]),
+            np.concatenate([self.anywhere, added.anywhere]),
+            np.concatenate([self.year, added.year]))
+
     def genre_ids(self, names) -> np.ndarray:
         """Indices of the known genres among ``names`` (unknown names are ignored)."""
         return np.array(sorted({self.genre_of[g] for g in names if g in self.genre_of}),
@@ -84,3 +106,11 @@ class ItemCatalog:
 
     def item_genres(self, item: int) -> list[str]:
         return [self.genres[j] for j in np.flatnonzero(self.genre_matrix[item])]
+
+
+def _widen(matrix: np.ndarray, vocab: list[str], wider: list[str]) -> np.ndarray:
+    """(n, len(wider)) membership: ``matrix``'s columns (named by ``vocab``) moved to their
+    place in the ``wider`` vocabulary, False elsewhere."""
+    out = np.zeros((matrix.shape[0], len(wider)), bool)
+    out[:, [wider.index(v) for v in vocab]] = matrix
+    return out

@@ -17,6 +17,7 @@ asks co-watch and content neighbours of the title just watched. A user the model
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -26,8 +27,9 @@ import pandas as pd
 from recsys import RecsysError
 from recsys.candidates.generator import CandidateGenerator
 from recsys.candidates.types import Context, UserHistory
+from recsys.ranking.features import FeatureTables
 from recsys.serving.bundle import ServingBundle
-from recsys.serving.catalog import ItemCatalog
+from recsys.serving.catalog import DuplicateItemError, ItemCatalog
 from recsys.serving.explain import reason
 from recsys.serving.filters import FilterRequest, filter_candidates
 from recsys.serving.ranker_inputs import request_batch
@@ -195,6 +197,103 @@ class RecommendationPipeline:
                         self.ranker.name, type(err).__name__, err)
             degraded.append("rank")
             return fallback
+
+    # -- catalog changes (admin) ---------------------------------------------------------------
+    _catalog_lock = threading.Lock()  # one catalog change at a time; requests take no lock
+
+    def add_titles(self, items: pd.DataFrame) -> np.ndarray:
+        """Append titles to the live catalog; returns their new item indices.
+
+        ``items``: catalog rows with ``bundle.items``'s columns (``item_id``, new, and ``title``
+        required; missing columns are unknown values). Every source that embeds new titles
+        (``add_items``: content) indexes them, so search and post-play's content neighbours can
+        return them at once; the ranker scores them from their metadata (its id table has no
+        row for them: that slot is empty, as for any unknown id). Sources sized to the training
+        catalog (ALS, co-watch, trending, two_tower) never return them until the next training
+        run. The change is in memory and in this pipeline only (one Serve replica).
+
+        Everything is built before anything is swapped in, and the content index, which is
+        what makes a title reachable, comes last: a concurrent request sees either the old
+        catalog or one that already has every new row. If embedding fails nothing changes.
+        """
+        with self._catalog_lock:
+            rows = self._new_rows(items)
+            embedders = self._title_embedders()
+            start = len(self.bundle.item_ids)
+            new = np.arange(start, start + len(rows), dtype=np.int64)
+            raw = rows["item_id"].to_numpy(np.int64)
+            before = (self.catalog, self.item_index, self.bundle.item_tables,
+                      self.bundle.items, self.bundle.item_ids)
+            self.catalog = self.catalog.extend(rows)
+            self.bundle.item_tables = _with_item_rows(self.bundle.item_tables,
+                                                      *self.bundle.builder.item_rows(rows))
+            self.bundle.items = pd.concat([self.bundle.items, rows], ignore_index=True)
+            self.bundle.item_ids = np.concatenate(
+                [self.bundle.item_ids, raw.astype(self.bundle.item_ids.dtype)])
+            added = dict(zip(raw.tolist(), new.tolist(), strict=True))
+            self.item_index = {**self.item_index, **added}
+            try:
+                for source in embedders:
+                    source.add_items(rows, new)
+            except Exception:
+                (self.catalog, self.item_index, self.bundle.item_tables, self.bundle.items,
+                 self.bundle.item_ids) = before
+                raise
+            log.info("added %d title(s) to the catalog as item indices %d..%d", len(new),
+                     new[0], new[-1])
+            return new
+
+    def _new_rows(self, items: pd.DataFrame) -> pd.DataFrame:
+        """``items`` checked and laid out as ``bundle.items`` rows (its columns and dtypes), so
+        every consumer of the catalog reads them as it reads the trained ones."""
+        if not isinstance(items, pd.DataFrame) or items.empty:
+            raise RecsysError("add_titles needs a non-empty DataFrame of catalog rows")
+        columns = list(self.bundle.items.columns)
+        unknown = sorted(set(items.columns) - set(columns))
+        if unknown:
+            raise RecsysError(f"unknown catalog column(s) {unknown}; the catalog has {columns}")
+        for col in ("item_id", "title"):
+            if col not in items.columns or items[col].isna().any():
+                raise RecsysError(f"every new title needs {col}")
+        if not all(isinstance(t, str) and t.strip() for t in items["title"]):
+            raise RecsysError("title must be a non-empty string")
+        raw = pd.to_numeric(items["item_id"], errors="coerce")
+        if raw.isna().any() or (raw != raw.round()).any():
+            raise RecsysError(f"item_id must be an integer, got {items['item_id'].tolist()}")
+        repeated = sorted(raw[raw.duplicated()].astype(np.int64).unique().tolist())
+        if repeated:
+            raise RecsysError(f"item_id {repeated} given more than once")
+        taken = [int(i) for i in raw if int(i) in self.item_index]
+        if taken:
+            raise DuplicateItemError(f"item_id {taken} already in the catalog")
+        rows = items.reindex(columns=columns).reset_index(drop=True)
+        rows["item_id"] = raw.astype(np.int64).to_numpy()
+        for col, dtype in self.bundle.items.dtypes.items():
+            if not pd.api.types.is_object_dtype(dtype):
+                try:
+                    rows[col] = rows[col].astype(dtype)
+                except (TypeError, ValueError) as err:
+                    raise RecsysError(f"{col}: {err}") from None
+        return rows
+
+    def _title_embedders(self) -> list:
+        """The sources that can index a title they were not fitted on (``add_items``)."""
+        found = [spec.source for spec in self.bundle.generator.sources.values()
+                 if hasattr(spec.source, "add_items")]
+        if not found:
+            raise RecsysError("this bundle has no content source, so a new title would be "
+                              "reachable from no surface; train with a content source "
+                              "(candidates=default)")
+        return found
+
+
+def _with_item_rows(tables: FeatureTables, ids: np.ndarray, weights: np.ndarray,
+                    dense: np.ndarray) -> FeatureTables:
+    """``tables`` with item rows appended (a new object: readers keep a consistent one)."""
+    return FeatureTables(tables.user_ids, tables.user_weights, tables.user_dense,
+                         np.vstack([tables.item_ids, ids]),
+                         np.vstack([tables.item_weights, weights]),
+                         np.vstack([tables.item_dense, dense]))
 
 
 def _events(state: UserState | None) -> pd.DataFrame:

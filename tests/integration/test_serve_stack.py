@@ -10,11 +10,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from prometheus_client.parser import text_string_to_metric_families
 
 from recsys.config import register_configs
 from recsys.ranking.pipeline import train_ranker
+from recsys.serving.artefacts import ArtefactStore
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -122,6 +125,59 @@ def test_probes_and_metrics(stack):
     assert "/v1/recommendations" in client.get("/openapi.json").text
 
 
+def metric_values(text: str) -> dict[str, float]:
+    """``name`` or ``name{model=...}`` -> value, from Prometheus text."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = f"{s.name}{{{s.labels['model']}}}" if "model" in s.labels else s.name
+            out[key] = s.value
+    return out
+
+
+def test_metrics_have_triton_batch_counters_and_rows_per_ranker_call(stack):
+    _, client = stack
+    for user in (1, 2, 3):
+        assert get(client, "/v1/recommendations", user_id=user, n=5).status_code == 200
+    before = metric_values(client.get("/metrics").text)
+    rows, execs = (before["recsys_triton_inference_rows_total{ranker}"],
+                   before["recsys_triton_executions_total{ranker}"])
+    assert execs >= 1 and rows / execs >= 1  # Triton's mean batch size, in rows
+    assert before["recsys_rank_batch_rows_count"] >= 3
+    # one more request: Triton ran exactly the rows the router recorded for it
+    assert get(client, "/v1/recommendations", user_id=4, n=5).json()["degraded"] == []
+    after = metric_values(client.get("/metrics").text)
+    sent = after["recsys_rank_batch_rows_sum"] - before["recsys_rank_batch_rows_sum"]
+    assert sent > 0 and after["recsys_rank_batch_rows_count"] == \
+        before["recsys_rank_batch_rows_count"] + 1
+    assert after["recsys_triton_inference_rows_total{ranker}"] - rows == sent
+
+
+def test_a_title_added_over_http_is_served_at_once(stack, artefacts):
+    _, client = stack
+    items = pd.read_parquet(ArtefactStore(artefacts).resolve("latest")[1] / "items.parquet")
+    original = items.iloc[3]
+    new_id = int(items["item_id"].max()) + 1000
+    title = f"{original['title']}: Extended Cut"
+    post_play = {"user_id": 1, "surface": "post_play", "item_id": new_id, "n": 5}
+    assert get(client, "/v1/recommendations", **post_play).status_code == 422  # not yet
+    body = [{"item_id": new_id, "title": title, "year": int(original["year"]),
+             "genres": list(original["genres"]), "maturity_rating": original["maturity_rating"]}]
+    res = client.post("/v1/items", json=body)
+    assert res.status_code == 201, res.text
+    assert res.json()["item_ids"] == [new_id] and res.json()["catalog_size"] == len(items) + 1
+    again = client.post("/v1/items", json=body)
+    assert again.status_code == 409 and "already in the catalog" in again.json()["detail"]
+    bad = client.post("/v1/items", json=[{"item_id": new_id + 1}])
+    assert bad.status_code == 422
+    assert [d["parameter"] for d in bad.json()["detail"]] == ["items[0].title"]
+    # the new title as the seed: content knows it (co-watch does not), reasons name it
+    res = get(client, "/v1/recommendations", **post_play)
+    assert res.status_code == 200 and res.json()["degraded"] == [] and res.json()["items"]
+    assert {i["reason"] for i in res.json()["items"]} == {f"Because you watched {title}"}
+    assert client.get(f"/v1/items/{new_id}/similar", params={"n": 3}).status_code == 200
+
+
 def test_stalled_triton_degrades_rank_and_personalisation_returns(stack):
     running, client = stack
     os.kill(running.triton.pid, signal.SIGSTOP)
@@ -130,6 +186,12 @@ def test_stalled_triton_degrades_rank_and_personalisation_returns(stack):
         assert res.status_code == 200 and res.json()["degraded"] == ["rank"]
         assert len(res.json()["items"]) == 5
         assert client.get("/readyz").status_code == 503
+        # /metrics still answers: without Triton's lines, with the failed scrape counted
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        values = metric_values(metrics.text)
+        assert "recsys_triton_inference_rows_total{ranker}" not in values
+        assert values["recsys_triton_scrape_failures_total"] >= 1
     finally:
         os.kill(running.triton.pid, signal.SIGCONT)
     deadline = time.monotonic() + 30

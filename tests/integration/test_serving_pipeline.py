@@ -2,17 +2,21 @@
 and the ranker on a real Triton server, including Triton being down."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from recsys import RecsysError
+from recsys.candidates.generator import CandidateGenerator
 from recsys.config import register_configs
 from recsys.ranking.pipeline import train_ranker
 from recsys.runtime.ports import free_port
 from recsys.serving.artefacts import ArtefactStore
 from recsys.serving.bundle import load_bundle
+from recsys.serving.catalog import DuplicateItemError
 from recsys.serving.rankers import OnnxRanker, TritonRanker
 from recsys.serving.request_path import RecommendationPipeline, Request
 from recsys.serving.state import InMemoryUserStore
@@ -112,6 +116,98 @@ def test_ranker_on_triton_matches_in_process_and_falls_back_when_down(pipeline, 
     assert res.degraded == []
     assert [r.item_id for r in res.items] == [r.item_id for r in local.items]
     assert np.allclose([r.score for r in res.items], [r.score for r in local.items], atol=1e-5)
+
+
+
+def test_home_candidates_include_two_tower_and_a_new_user_does_without(pipeline, bundle):
+    """The bundle serves the ranker's own towers as a source; a user they never saw has no
+    vector, which is not a failure."""
+    assert "two_tower" in pipeline.generators["home"].sources
+    user, _ = known_user(bundle)
+    res = pipeline.recommend(Request(user_id=user, n=20))
+    assert res.degraded == [] and any("two_tower" in r.sources for r in res.items)
+    cold = pipeline.recommend(Request(user_id=10**9, n=20))
+    assert cold.degraded == [] and cold.items
+    assert not any("two_tower" in r.sources for r in cold.items)
+
+
+NEW_ID = 10**7
+
+
+@pytest.fixture(scope="module")
+def added(bundle):
+    """A pipeline of its own (adding titles changes it) with a near-copy of title 3 added."""
+    fresh = load_bundle(bundle.version, bundle.path)
+    pipe = RecommendationPipeline(fresh, InMemoryUserStore.from_events(fresh.events, fresh.items),
+                                  OnnxRanker(fresh.ranker_dir / "model.onnx"))
+    original = fresh.items.iloc[[3]]
+    twin = original.assign(item_id=NEW_ID, title=original["title"].iloc[0] + ": Extended Cut")
+    user, _ = known_user(fresh)
+    with pytest.raises(RecsysError, match=f"item_id={NEW_ID} is not a title"):
+        pipe.recommend(Request(user_id=user, surface="post_play", item_id=NEW_ID))
+    new = pipe.add_titles(twin)
+    assert new.tolist() == [len(bundle.item_ids)]
+    # Small content quotas, so every candidate fits in one response: this asserts what the
+    # sources reach. (Ranked among ~all titles, a title with no plays and no id embedding
+    # scores near the bottom under the 1-epoch test ranker.)
+    sources = fresh.generator.sources
+    for surface, names in (("search", ["content"]), ("post_play", ["cowatch", "content"])):
+        pipe.generators[surface] = CandidateGenerator({n: replace(sources[n], quota=5)
+                                                       for n in names})
+    return pipe, original, twin
+
+
+def user_without_dislikes(pipe: RecommendationPipeline, genres) -> int:
+    """A known user whose derived dislikes do not filter out titles of ``genres``."""
+    for idx in pipe.bundle.events["user_idx"].value_counts().index:
+        if not pipe.store.get(int(idx)).disliked_genres & set(genres):
+            return int(pipe.bundle.user_ids[idx])
+    raise AssertionError("every user dislikes one of these genres")
+
+
+def test_a_title_added_after_training_is_reachable_through_content(added):
+    pipe, original, twin = added
+    user = user_without_dislikes(pipe, original["genres"].iloc[0])
+    query = twin["title"].iloc[0]
+    res = pipe.recommend(Request(user_id=user, surface="search", query=query, n=10))
+    assert res.degraded == []  # the ranker scored it (item rows were added)
+    hit = {r.item_id: r for r in res.items}[NEW_ID]
+    assert hit.title == query and hit.reason == f"Matches your search '{query}'"
+    assert hit.sources == ["content"]
+    seed = int(original["item_id"].iloc[0])
+    res = pipe.recommend(Request(user_id=user, surface="post_play", item_id=seed, n=10))
+    assert res.degraded == []
+    hit = {r.item_id: r for r in res.items}[NEW_ID]
+    assert hit.reason == f"Because you watched {original['title'].iloc[0]}"
+    # the new title as the seed: co-watch has no row for it (nothing, no failure), content does
+    res = pipe.similar(NEW_ID, n=5)
+    assert res.degraded == [] and len(res.items) == 5
+    assert {r.reason for r in res.items} == {f"Because you watched {query}"}
+    assert all(r.sources == ["content"] for r in res.items)
+    assert pipe.bundle.items["title"].iloc[-1] == query and pipe.catalog.n_items == len(
+        pipe.bundle.item_ids) == len(pipe.bundle.item_tables.item_ids)
+
+
+def test_adding_titles_refuses_taken_ids_and_bad_rows_and_changes_nothing(added):
+    pipe, original, twin = added
+    n = pipe.catalog.n_items
+    with pytest.raises(DuplicateItemError, match=f"item_id \\[{NEW_ID}\\] already in"):
+        pipe.add_titles(twin)
+    with pytest.raises(DuplicateItemError):
+        pipe.add_titles(original)  # a trained title's id
+    other = twin.assign(item_id=NEW_ID + 1)
+    for rows, message in [
+        (other.drop(columns="title"), "every new title needs title"),
+        (other.assign(title="  "), "title must be a non-empty string"),
+        (other.assign(item_id="x"), "item_id must be an integer"),
+        (other.assign(colour="red"), "unknown catalog column"),
+        (other.assign(maturity_rating="XXX"), "unknown maturity rating"),
+        (other.iloc[[0, 0]], "given more than once"),
+        (other.iloc[[]], "non-empty DataFrame"),
+    ]:
+        with pytest.raises(RecsysError, match=message):
+            pipe.add_titles(rows)
+    assert pipe.catalog.n_items == n and NEW_ID + 1 not in pipe.item_index
 
 
 if __name__ == "__main__":

@@ -89,6 +89,26 @@ def test_layout_matches_the_rows_the_builder_makes(setup):
     assert layout.table("surface").num_embeddings == len(SURFACES)
 
 
+def test_a_title_added_after_fitting_gets_the_catalogs_rows_without_an_id(setup):
+    """Serving adds titles the model never saw: same genre / tag / year slots as a catalog row
+    with that metadata, an empty id slot, and the dense row of a title nobody has watched."""
+    dataset, _, rd = setup
+    builder, tables = rd.builder, rd.tables
+    catalog = dataset.items_by_index()
+    copies = catalog.iloc[[3, 7]].assign(genres=[["Drama", "Not A Genre"], ["Comedy"]])
+    ids, weights, dense = builder.item_rows(copies)
+    assert ids.shape == weights.shape == (2, tables.item_ids.shape[1])
+    assert (ids[:, 0] == PAD).all() and (weights[:, 0] == 0).all()
+    genre_ids = builder.genres.ids(["Drama", "Comedy"])
+    assert sorted(ids[0][(ids[0] != PAD)][:-1].tolist()) == [genre_ids[0]]  # unknown genre: PAD
+    assert ids[1][(ids[1] != PAD)][:-1].tolist() == [genre_ids[1]]
+    assert np.array_equal(ids[:, -1], tables.item_ids[[3, 7], -1])  # same release-year bucket
+    again, _, _ = builder.item_rows(catalog.iloc[[3, 7]])
+    assert np.array_equal(again[:, 1:], tables.item_ids[[3, 7], 1:])
+    no_events = (np.zeros((1, dense.shape[1])) - builder.item_dense_mean) / builder.item_dense_std
+    assert dense == pytest.approx(np.repeat(no_events, 2, 0).astype(np.float32))
+
+
 # ---- the history bag ----------------------------------------------------------------------
 def test_history_is_most_recent_first_and_normalised(setup):
     dataset, _, rd = setup

@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from serve.schemas import RecommendationQuery, RecommendationResponse
+from serve.app import validation_messages
+from serve.schemas import NEW_TITLES, RecommendationQuery, RecommendationResponse
 
 
 def error_text(**params) -> str:
@@ -37,3 +38,30 @@ def test_response_has_a_request_id_and_version():
     a = RecommendationResponse(surface="home", user_id=1, items=[], version="v1")
     b = RecommendationResponse(surface="home", user_id=1, items=[], version="v1")
     assert a.request_id != b.request_id and a.degraded == []
+
+
+def test_new_titles_are_checked_and_errors_name_the_field():
+    ok = NEW_TITLES.validate_python([{"item_id": 7, "title": "A Film", "genres": ["Drama"]}])
+    assert ok[0].model_dump() == {"item_id": 7, "title": "A Film", "year": None,
+                                  "genres": ["Drama"], "tags": [], "maturity_rating": None,
+                                  "regions": []}
+    for body, parameter in [
+        ([{"item_id": 7}], "items[0].title"),
+        ([{"item_id": 7, "title": "ok"}, {"item_id": 8, "title": " "}], "items[1].title"),
+        ([{"item_id": "x", "title": "ok"}], "items[0].item_id"),
+        ([{"item_id": 7, "title": "ok", "maturity_rating": "XXX"}], "items[0].maturity_rating"),
+        ([{"item_id": 7, "title": "ok", "colour": "red"}], "items[0].colour"),
+        ([], "items"),
+        ({"item_id": 7, "title": "not in a list"}, "items"),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            NEW_TITLES.validate_python(body)
+        assert [m["parameter"] for m in validation_messages(err.value, root="items")] == [
+            parameter], body
+
+
+def test_query_errors_still_name_the_bare_parameter():
+    with pytest.raises(ValidationError) as err:
+        RecommendationQuery(user_id=1, n=0)
+    assert validation_messages(err.value) == [
+        {"parameter": "n", "message": "Input should be greater than or equal to 1"}]

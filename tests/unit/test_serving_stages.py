@@ -50,6 +50,28 @@ def test_unknown_region_keeps_only_region_free_titles_and_bad_maturity_is_refuse
         filter_candidates(np.arange(3), cat, FilterRequest(max_maturity="XXX"))
 
 
+def test_extended_catalog_appends_rows_and_merges_vocabularies():
+    cat = catalog(3, genres=[["Drama"], ["Horror"], ["Drama"]],
+                  regions=[[], ["US"], ["FR"]], years=[1990, 2000, 2010])
+    more = pd.DataFrame({"item_id": [90, 91], "title": ["New A", "New B"], "year": [2024, None],
+                         "genres": [["Anime", "Drama"], []], "maturity_rating": ["R", None],
+                         "regions": [["JP"], []]})
+    ext = cat.extend(more)
+    assert cat.n_items == 3 and ext.n_items == 5  # the old catalog is untouched
+    assert ext.titles[3:] == ["New A", "New B"] and ext.genres == ["Anime", "Drama", "Horror"]
+    assert ext.item_genres(0) == ["Drama"] and ext.item_genres(1) == ["Horror"]
+    assert ext.item_genres(3) == ["Anime", "Drama"] and ext.item_genres(4) == []
+    assert ext.maturity[3:].tolist() == [3, -1] and ext.anywhere.tolist() == [
+        True, False, False, False, True]
+    assert ext.region_matrix[3, ext.region_of["JP"]] and ext.region_matrix[1, ext.region_of["US"]]
+    assert ext.latest_year == 2024.0 and np.isnan(ext.year[4])
+    res = filter_candidates(np.arange(5), ext, FilterRequest(disliked_genres=frozenset({"Anime"}),
+                                                            region="FR"))
+    assert res.keep.tolist() == [True, False, True, False, True]
+    with pytest.raises(RecsysError, match="unknown maturity rating"):
+        cat.extend(more.assign(maturity_rating=["XXX", None]))
+
+
 # ---- rerank -------------------------------------------------------------------------------
 def test_genre_quota_holds_in_the_top_n():
     genres = [["Drama"]] * 10 + [["Comedy"]] * 10 + [["Action"]] * 10 + [["Horror"]] * 10 \

@@ -79,6 +79,16 @@ def test_post_play_uses_the_seed_and_credits_it(method, tmp_path):
     assert again.items.tolist() == res.items.tolist()
 
 
+@pytest.mark.parametrize("method", ["ease", "knn"])
+def test_post_play_on_a_title_added_after_fitting_is_empty_not_an_error(method):
+    """Serving can add titles after training: W has no row for them, so no co-watches."""
+    train, *_ = block_data()
+    model = CoWatch(method=method, l2=1.0).fit(train)
+    beyond = train.shape[1] + 3
+    res = model.candidates(UserHistory(None, np.array([0])), Context(seed_item=beyond), k=5)
+    assert len(res) == 0 and res.source == "cowatch"
+
+
 def test_cowatch_empty_history_and_bad_method():
     train, *_ = block_data()
     model = CoWatch("knn").fit(train)
