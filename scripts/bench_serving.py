@@ -158,6 +158,9 @@ def triton_batch(before: dict, after: dict) -> float | None:
 
 
 # ---- the configurations ----------------------------------------------------------------------
+CONFIGS = {"noop_ray_serve": None, "pipeline_triton": "triton", "pipeline_in_process": "onnx"}
+
+
 def noop_app():
     from fastapi import FastAPI
     from ray import serve
@@ -206,6 +209,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100])
+    parser.add_argument("--users", choices=["all", "active"], default="all",
+                        help="all: every known user, uniformly (the real mix); active: the 200 "
+                             "with the longest histories (the worst case for the sources)")
+    parser.add_argument("--only", nargs="+", choices=CONFIGS, default=list(CONFIGS),
+                        help="configurations to run (default: all, in one run)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -223,20 +231,26 @@ def main() -> None:
 
     bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
     counts = bundle.events["user_idx"].value_counts()
-    users = [int(bundle.user_ids[i]) for i in counts.index[:200]]
+    chosen = counts.index[:200] if args.users == "active" else counts.index
+    users = [int(bundle.user_ids[i]) for i in chosen]
     report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                     "artefact_version": bundle.version, "seconds": args.seconds,
-                    "dataset_items": int(len(bundle.item_ids)), "runs": {}}
-    print("no-op Ray Serve floor", flush=True)
-    with local_ray():
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(noop_app(), name="noop", route_prefix="/", blocking=False)
-        report["runs"]["noop_ray_serve"] = measure(f"http://127.0.0.1:{port}", users, args,
-                                                   None, None)
-        serve.shutdown()
+                    "dataset_items": int(len(bundle.item_ids)), "users": args.users,
+                    "user_count": len(users),
+                    "history_median": float(np.median(counts.loc[chosen])), "runs": {}}
+    if "noop_ray_serve" in args.only:
+        print("no-op Ray Serve floor", flush=True)
+        with local_ray():
+            port = free_port()
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            serve.run(noop_app(), name="noop", route_prefix="/", blocking=False)
+            report["runs"]["noop_ray_serve"] = measure(f"http://127.0.0.1:{port}", users, args,
+                                                       None, None)
+            serve.shutdown()
     register_configs()
-    for name, ranker in (("pipeline_triton", "triton"), ("pipeline_in_process", "onnx")):
+    for name, ranker in CONFIGS.items():
+        if ranker is None or name not in args.only:
+            continue
         print(name, flush=True)
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[
@@ -263,8 +277,10 @@ def markdown(report: dict) -> str:
              f"Machine: {m['cpus']} CPU cores. Artefact version {report['artefact_version']} "
              f"({report['dataset_items']:,} titles). Produced by "
              "`python scripts/bench_serving.py`; every configuration in the same run, "
-             f"{report['seconds']} s per load point, n=20 per request, users drawn from the "
-             "200 most active.", "",
+             f"{report['seconds']} s per load point, n=20 per request, user ids drawn "
+             f"uniformly from {report['user_count']:,} "
+             f"{'known users' if report['users'] == 'all' else 'most active users'} "
+             f"(median history {report['history_median']:.0f} events).", "",
              "## Closed loop (wrk, fixed concurrency)", "",
              "| configuration | connections | req/s | p50 ms | p90 ms | p99 ms | max ms | errors "
              "| Triton rows/exec |", "|---|---|---|---|---|---|---|---|---|"]

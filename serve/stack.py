@@ -43,7 +43,8 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
         raise RecsysError("serve.artefacts_root is not set: point it at a ranker run's "
                           "artefacts folder (python train.py experiment=... writes one)")
     version, path = ArtefactStore(cfg.artefacts_root).resolve(cfg.version)
-    params = {"rank_deadline_ms": cfg.rank_deadline_ms,
+    params = {"rank_deadline_ms": cfg.rank_deadline_ms, "threads": int(cfg.threads),
+              "user_row_cache": int(cfg.user_row_cache),
               "surface_sources": OmegaConf.to_container(cfg.surface_sources),
               "rerank": OmegaConf.to_container(cfg.rerank)}
     port = int(cfg.port) or free_port(cfg.host)

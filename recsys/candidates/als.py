@@ -178,8 +178,13 @@ class ALS:
             all_scores = item_f @ query  # (n_items,)
             items = top_unseen(all_scores, seen, k)
             item_scores = all_scores[items]
-        because, _ = self.explain(UserHistory(user.user_idx, seen), items)
+        because = (self.credit(UserHistory(user.user_idx, seen), items) if context.explain
+                   else np.full(len(items), NO_ITEM, np.int64))
         return SourceResult(self.name, items, item_scores.astype(np.float32), because)
+
+    def credit(self, user: UserHistory, items: np.ndarray) -> np.ndarray:
+        """(n,) the history item credited for each of ``items`` (``explain``'s first half)."""
+        return self.explain(user, items)[0]
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: Path) -> None:

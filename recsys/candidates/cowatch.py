@@ -88,9 +88,21 @@ class CoWatch:
         if len(history) == 0:
             return SourceResult.empty(self.name)
         res = result(self.name, self._history_scores(history), history, k)
-        res.because = credit(self._block(history, res.items), history, res.items)
-        res.because[res.scores <= 0] = NO_ITEM
+        if context.explain:
+            res.because = self.credit(user, res.items)
         return res
+
+    def credit(self, user: UserHistory, items: np.ndarray) -> np.ndarray:
+        """(n,) the history item whose row of W adds most to each item; NO_ITEM where the
+        item's score (the column sum over the history) is not positive."""
+        history = np.unique(np.asarray(user.items, np.int64))
+        items = np.asarray(items, np.int64)
+        if len(history) == 0:
+            return np.full(len(items), NO_ITEM, np.int64)
+        block = self._block(history, items)
+        because = credit(block, history, items)
+        because[block.sum(axis=0) <= 0] = NO_ITEM
+        return because
 
     def _history_scores(self, history: np.ndarray) -> np.ndarray:
         """(I,) sum of W's rows for ``history``. A sparse indicator times W: no (H, I) copy

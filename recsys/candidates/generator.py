@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from recsys.candidates.types import (
     CandidateSet,
     CandidateSource,
     Context,
+    CreditingSource,
     Provenance,
     UserHistory,
 )
@@ -92,3 +93,33 @@ class CandidateGenerator:
                 fused[item] += spec.weight / (RRF_K + rank)
         ordered = sorted(merged, key=lambda i: -fused[i])
         return CandidateSet(user.user_idx, [merged[i] for i in ordered], failed)
+
+    def credit(self, user: UserHistory, candidates: list[Candidate]) -> list[Candidate]:
+        """Fill the history credits that ``generate`` left out under ``Context(explain=False)``,
+        for these candidates only (the few titles a response shows): one ``credit`` call per
+        source, over the titles that source found. The answer equals the eager path's."""
+        if len(user.items) == 0:
+            return candidates
+        crediting = {name for name, spec in self.sources.items()
+                     if isinstance(spec.source, CreditingSource)}  # once: a slow runtime check
+        wanted: dict[str, list[int]] = {}
+        for cand in candidates:
+            for prov in cand.provenance:
+                if prov.because < 0 and prov.source in crediting:
+                    wanted.setdefault(prov.source, []).append(cand.item)
+        credits: dict[tuple[str, int], int] = {}
+        for name, items in wanted.items():
+            start = time.perf_counter()
+            try:
+                because = self.sources[name].source.credit(user, np.asarray(items, np.int64))
+            except Exception as err:  # noqa: BLE001 - an explanation must not sink the request
+                log.warning("credit from source %s failed: %s: %s", name, type(err).__name__,
+                            err)
+                continue
+            finally:
+                self.timings_ms[f"{name}:credit"] = (time.perf_counter() - start) * 1e3
+            credits.update(zip(((name, i) for i in items), because.tolist(), strict=True))
+        return [Candidate(c.item, [replace(p, because=int(credits.get((p.source, c.item),
+                                                                       p.because)))
+                                   for p in c.provenance]) for c in candidates]
+

@@ -27,6 +27,10 @@ class Context:
     query: str | None = None  # free text (search surface)
     seed_item: int | None = None  # item index just watched (post-play surface)
     now: int | None = None  # Unix seconds; None = the source's own notion of "now"
+    # False: sources skip crediting a history item (``because`` stays NO_ITEM where it would
+    # come from the history) and the caller asks ``credit`` for the few titles it shows. The
+    # request path does this: credits for ~600 candidates cost more than all the retrieval.
+    explain: bool = True
 
 
 @dataclass
@@ -113,3 +117,11 @@ class CandidateSource(Protocol):
     name: str
 
     def candidates(self, user: UserHistory, context: Context, k: int) -> SourceResult: ...
+
+
+@runtime_checkable
+class CreditingSource(Protocol):
+    """A source that can say, after the fact, which history item pushed each title: what
+    ``candidates`` leaves out under ``Context(explain=False)``. Same answer as the eager path."""
+
+    def credit(self, user: UserHistory, items: np.ndarray) -> np.ndarray: ...

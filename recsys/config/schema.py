@@ -196,6 +196,9 @@ class RankerExportConfig:
     max_queue_delay_us: int = 2000  # how long Triton waits to merge requests
     max_queue_size: int = 64  # bounded queue: requests beyond it are rejected, not buffered
     instance_count: int = 1
+    # intra-op threads per Triton instance; 1 leaves the other core to the Ray Serve replicas
+    # (0 = the runtime's default: every core, spinning against the request path)
+    num_threads: int = 1
     check_on_triton: bool = True  # start the real Triton and compare its scores (1e-5)
     # the bundle's two_tower source slot (the item-tower FAISS index queried with the user
     # vector): most new titles it adds to a request's candidates; 0 = leave it out
@@ -286,6 +289,10 @@ class ServeConfig:
     version: str = "latest"  # the artefact version to serve
     ranker: str = "triton"  # triton (a tritonserver process) | onnx (in-process) | none
     rank_deadline_ms: float = 50.0  # past it, the response falls back to candidate order
+    # BLAS / onnxruntime threads per pipeline replica: 1 = scale with replicas, not threads
+    # (two OpenBLAS threads per request made ALS's explanation 7x slower on 2 cores)
+    threads: int = 1
+    user_row_cache: int = 100_000  # users whose ranker row a replica keeps (0 = none)
     surface_sources: dict[str, Any] = field(default_factory=lambda: {
         "home": None, "search": ["content"], "post_play": ["cowatch", "content"]})
     rerank: RerankConfig = field(default_factory=RerankConfig)

@@ -240,7 +240,8 @@ def export_ranker(model: TwoTowerRanker, ranker_data, serving, cfg: DictConfig,
                            max_batch_size=e.max_batch_size,
                            preferred_batch_sizes=list(e.preferred_batch_sizes),
                            max_queue_delay_us=e.max_queue_delay_us,
-                           max_queue_size=e.max_queue_size, instance_count=e.instance_count)
+                           max_queue_size=e.max_queue_size, instance_count=e.instance_count,
+                           num_threads=e.num_threads)
     result: dict[str, Any] = {"exported": sorted(files), "triton_repository": str(repo)}
     if e.check_on_triton:
         result["triton_max_abs_diff"] = check_on_triton(wrapped, repo, example)

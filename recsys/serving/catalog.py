@@ -49,6 +49,9 @@ class ItemCatalog:
     def __post_init__(self) -> None:
         # per-request lookups, computed once at load time
         self.genre_of = {g: j for j, g in enumerate(self.genres)}
+        # per title, its genre columns as plain ints: rerank's greedy loop reads these one
+        # title at a time, where a numpy row per title costs microseconds each
+        self.genres_of_item = [tuple(np.flatnonzero(row).tolist()) for row in self.genre_matrix]
         self.region_of = {r: j for j, r in enumerate(self.regions)}
         known = self.year[~np.isnan(self.year)]
         self.latest_year = float(known.max()) if len(known) else float("nan")

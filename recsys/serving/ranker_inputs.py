@@ -21,19 +21,30 @@ from recsys.ranking.features import FeatureBuilder, FeatureTables
 from recsys.ranking.pairs import PairRows
 from recsys.ranking.source_features import SourceLists
 
+UserRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # (1, slots) ids, weights; (1, du) dense
+
+
+def user_rows(builder: FeatureBuilder, user_events: pd.DataFrame, user_idx: int | None
+              ) -> UserRows:
+    """One user's ranker row from their history (canonical event columns); ``user_idx`` None
+    = a user the ranker never saw (cold start: no id, no demographics). A pure function of the
+    events, so a caller may keep it for as long as the user's state is unchanged."""
+    key = -1 if user_idx is None else int(user_idx)
+    return builder.user_rows_from_events(user_events.assign(user_idx=key), np.array([key]),
+                                         known=user_idx is not None)
+
 
 def request_batch(builder: FeatureBuilder, items: FeatureTables, lists: SourceLists,
-                  user_events: pd.DataFrame, user_idx: int | None,
+                  user_events: pd.DataFrame | None, user_idx: int | None,
                   candidates: Sequence[Candidate], surface: str = "home",
-                  timestamp: float | None = None) -> RankerBatch:
+                  timestamp: float | None = None, rows_of_user: UserRows | None = None
+                  ) -> RankerBatch:
     """``user_events``: the user's history in the canonical columns (``item_idx``, rating,
-    timestamp, event_type, watch_fraction); ``user_idx`` None = a user the ranker never saw
-    (cold start: no id, no demographics); ``items``: tables whose item rows are used (user rows
-    are ignored)."""
-    key = -1 if user_idx is None else int(user_idx)
-    events = user_events.assign(user_idx=key)
-    ids, weights, dense = builder.user_rows_from_events(events, np.array([key]),
-                                                        known=user_idx is not None)
+    timestamp, event_type, watch_fraction), or ``rows_of_user`` already built from it by
+    ``user_rows``; ``items``: tables whose item rows are used (user rows are ignored)."""
+    if rows_of_user is None:
+        rows_of_user = user_rows(builder, user_events, user_idx)
+    ids, weights, dense = rows_of_user
     tables = FeatureTables(ids, weights, dense, items.item_ids, items.item_weights,
                            items.item_dense)
     item_idx = np.array([c.item for c in candidates], np.int64)

@@ -32,7 +32,7 @@ from recsys.serving.bundle import ServingBundle
 from recsys.serving.catalog import DuplicateItemError, ItemCatalog
 from recsys.serving.explain import reason
 from recsys.serving.filters import FilterRequest, filter_candidates
-from recsys.serving.ranker_inputs import request_batch
+from recsys.serving.ranker_inputs import UserRows, request_batch, user_rows
 from recsys.serving.rankers import RankerBackend
 from recsys.serving.rerank import RerankParams, rerank
 from recsys.serving.state import UserState, UserStore
@@ -84,6 +84,7 @@ class PipelineParams:
         "home": None, "search": ["content"], "post_play": ["cowatch", "content"]})
     rerank: RerankParams = field(default_factory=RerankParams)
     rank_deadline_ms: float = 50.0
+    user_row_cache: int = 100_000  # users whose ranker row is kept (0 = build every time)
 
 
 class RecommendationPipeline:
@@ -96,6 +97,8 @@ class RecommendationPipeline:
         self.catalog = ItemCatalog.from_items(bundle.items)
         self.user_index = {int(u): i for i, u in enumerate(bundle.user_ids)}
         self.item_index = {int(t): i for i, t in enumerate(bundle.item_ids)}
+        self._row_cache: dict[int, tuple[UserState, UserRows]] = {}
+        self._row_lock = threading.Lock()
         sources = bundle.generator.sources
         self.generators = {}
         for surface, names in self.params.surface_sources.items():
@@ -119,8 +122,9 @@ class RecommendationPipeline:
         history = state.history() if state is not None else UserHistory(
             None, np.empty(0, np.int64))
         lap("features")
-        context = Context(surface=req.surface, query=req.query, seed_item=seed)
-        cands = self.generators[req.surface].generate(history, context)
+        context = Context(surface=req.surface, query=req.query, seed_item=seed, explain=False)
+        generator = self.generators[req.surface]
+        cands = generator.generate(history, context)
         degraded += [f"candidates:{name}" for name in cands.failed_sources]
         lap("candidates")
         items = cands.items
@@ -139,11 +143,11 @@ class RecommendationPipeline:
                      self.params.rerank)
         lap("rerank")
         by_item = {c.item: c for c in kept}
-        recs = [Recommendation(int(self.bundle.item_ids[i]), self.catalog.titles[i], float(s),
-                               reason(by_item[int(i)].provenance, self.catalog.titles,
-                                      req.surface, req.query),
-                               by_item[int(i)].sources)
-                for i, s in zip(top.items, top.scores, strict=True)]
+        shown = generator.credit(history, [by_item[int(i)] for i in top.items])
+        recs = [Recommendation(int(self.bundle.item_ids[c.item]), self.catalog.titles[c.item],
+                               float(s), reason(c.provenance, self.catalog.titles, req.surface,
+                                                req.query), c.sources)
+                for c, s in zip(shown, top.scores, strict=True)]
         lap("response")
         return Result(req.surface, req.user_id, user_idx is None, recs, degraded,
                       self.bundle.version, timings, len(cands), filt.removed, top.relaxed)
@@ -185,11 +189,10 @@ class RecommendationPipeline:
         if self.ranker is None:
             degraded.append("rank")
             return fallback
-        events = _events(state)
-        batch = request_batch(self.bundle.builder, self.bundle.item_tables,
-                              self.bundle.source_stats, events, user_idx, kept, surface,
-                              time.time())
         try:
+            batch = request_batch(self.bundle.builder, self.bundle.item_tables,
+                                  self.bundle.source_stats, None, user_idx, kept, surface,
+                                  time.time(), self._user_rows(user_idx, state))
             return self.ranker.score({k: v.numpy() for k, v in batch.inputs().items()},
                                      self.params.rank_deadline_ms / 1e3).astype(np.float64)
         except Exception as err:  # noqa: BLE001 - any ranker failure degrades, never fails
@@ -197,6 +200,22 @@ class RecommendationPipeline:
                         self.ranker.name, type(err).__name__, err)
             degraded.append("rank")
             return fallback
+
+    def _user_rows(self, user_idx: int | None, state: UserState | None) -> UserRows:
+        """The user's ranker row, kept while their state is the same object: states are frozen
+        and a store swaps in a new one on every change, so identity is the version. Building
+        the row is pandas work under the GIL (~3 ms); a returning user skips it."""
+        if state is None or user_idx is None or self.params.user_row_cache <= 0:
+            return user_rows(self.bundle.builder, _events(state), user_idx)
+        hit = self._row_cache.get(user_idx)
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        rows = user_rows(self.bundle.builder, _events(state), user_idx)
+        with self._row_lock:
+            self._row_cache[user_idx] = (state, rows)
+            while len(self._row_cache) > self.params.user_row_cache:
+                del self._row_cache[next(iter(self._row_cache))]  # oldest first
+        return rows
 
     # -- catalog changes (admin) ---------------------------------------------------------------
     _catalog_lock = threading.Lock()  # one catalog change at a time; requests take no lock

@@ -51,26 +51,30 @@ def rerank(items: np.ndarray, scores: np.ndarray, n: int, catalog: ItemCatalog,
     for item, bonus in params.boost.items():
         scores[items == item] += bonus
     demoted = np.isin(items, params.demote)
-    pin_rank = {item: j for j, item in enumerate(params.pin)}
-    pinned = np.array([pin_rank.get(int(i), len(pin_rank)) for i in items])
+    pinned = np.zeros(len(items), np.int64)
+    if params.pin:
+        pin_rank = {item: j for j, item in enumerate(params.pin)}
+        pinned = np.array([pin_rank.get(int(i), len(pin_rank)) for i in items])
     # pins first (their order), then everything else by score, demoted titles last
-    order = np.lexsort((-scores, demoted, pinned))
+    order = np.lexsort((-scores, demoted, pinned)).tolist()
     cap = max(1, math.floor(params.max_genre_share * n))
-    genre_count = np.zeros(catalog.genre_matrix.shape[1], np.int64)
+    genre_count = [0] * catalog.genre_matrix.shape[1]
     recent = _recent(items, catalog, params.fresh_years, now_year)
     fresh_needed = min(math.ceil(params.fresh_share * n), int(recent.sum()))
+    recent_list, item_list, genres_of_item = recent.tolist(), items.tolist(), catalog.genres_of_item
     chosen: list[int] = []
-    for pos in order:
+    for pos in order:  # plain Python ints: ~600 steps per request
         if len(chosen) == n:
             break
-        genres = catalog.genre_matrix[items[pos]]
-        if (genre_count[genres] >= cap).any():
+        genres = genres_of_item[item_list[pos]]
+        if any(genre_count[g] >= cap for g in genres):
             continue
-        if n - len(chosen) <= fresh_needed and not recent[pos]:
+        if n - len(chosen) <= fresh_needed and not recent_list[pos]:
             continue
         chosen.append(pos)
-        genre_count[genres] += 1
-        fresh_needed -= int(recent[pos] and fresh_needed > 0)
+        for g in genres:
+            genre_count[g] += 1
+        fresh_needed -= int(recent_list[pos] and fresh_needed > 0)
     relaxed = len(chosen) < min(n, len(items))
     if relaxed:  # fill in order, ignoring the quota
         taken = set(chosen)

@@ -212,3 +212,37 @@ def test_adding_titles_refuses_taken_ids_and_bad_rows_and_changes_nothing(added)
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_credits_filled_after_the_fact_equal_the_eager_ones(pipeline, bundle):
+    """The request path generates with Context(explain=False) and credits only the titles it
+    shows; that must give the very same "because" as crediting every candidate up front."""
+    from recsys.candidates.types import Context
+
+    gen = pipeline.generators["home"]
+    users = bundle.events["user_idx"].value_counts().index[:5]
+    for idx in users:
+        history = pipeline.store.get(int(idx)).history()
+        eager = gen.generate(history, Context(explain=True)).candidates
+        lazy = gen.generate(history, Context(explain=False)).candidates
+        assert [c.item for c in lazy] == [c.item for c in eager]
+        assert any(p.because >= 0 for c in eager for p in c.provenance)
+        assert all(p.because < 0 for c in lazy for p in c.provenance
+                   if p.source in ("cf", "content", "cowatch"))
+        assert gen.credit(history, lazy) == eager
+
+
+def test_the_cached_user_row_follows_the_users_state(bundle):
+    """A live event replaces the user's state; the next request must rank from the new row."""
+    store = InMemoryUserStore.from_events(bundle.events, bundle.items)
+    pipe = RecommendationPipeline(bundle, store, OnnxRanker(bundle.ranker_dir / "model.onnx"))
+    user, _ = known_user(bundle)
+    idx = pipe.user_index[user]
+    first = pipe._user_rows(idx, store.get(idx))
+    assert pipe._user_rows(idx, store.get(idx)) is first  # unchanged state: kept
+    unseen = next(i for i in range(len(bundle.item_ids))
+                  if i not in set(store.get(idx).items.tolist()))
+    store.append(idx, unseen, 5.0, int(bundle.events["timestamp"].max()) + 60)
+    second = pipe._user_rows(idx, store.get(idx))
+    assert second is not first
+    assert unseen in second[0][0].tolist() and unseen not in first[0][0].tolist()

@@ -154,10 +154,23 @@ class ContentSource:
         if len(liked) == 0 or not np.any(profile):
             return SourceResult.empty(self.name)
         items, scores = self._nearest(profile, k, seen)
-        # credit: the liked title contributing most to the candidate's score, weight x cosine
+        because = (self._credit(liked, weights, items) if context.explain
+                   else np.full(len(items), NO_ITEM, np.int64))
+        return SourceResult(self.name, items, scores, because)
+
+    def credit(self, user: UserHistory, items: np.ndarray) -> np.ndarray:
+        """(n,) the liked title credited for each of ``items`` (the home path's credit)."""
+        liked, weights = self.profile.for_history(user)
+        known = liked < len(self._emb())
+        return self._credit(liked[known], weights[known], np.asarray(items, np.int64))
+
+    def _credit(self, liked: np.ndarray, weights: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The liked title contributing most to each candidate's score: weight x cosine."""
+        if len(items) == 0 or len(liked) == 0:
+            return np.full(len(items), NO_ITEM, np.int64)
+        emb = self._emb()
         contribution = (emb[items] @ emb[liked].T) * weights  # (n, H)
-        because = liked[np.argmax(contribution, axis=1)] if len(items) else items
-        return SourceResult(self.name, items, scores, because.astype(np.int64))
+        return liked[np.argmax(contribution, axis=1)].astype(np.int64)
 
     def similar_items(self, item_idx: int, k: int,
                       exclude: np.ndarray | None = None) -> SourceResult:
