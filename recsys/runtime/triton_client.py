@@ -14,7 +14,7 @@ import numpy as np
 
 from recsys import RecsysError
 
-__all__ = ["TritonInferError", "infer"]
+__all__ = ["TritonInferError", "infer", "infer_async"]
 
 
 class TritonInferError(RecsysError):
@@ -35,6 +35,33 @@ def infer(
     errors, e.g. a full queue, surface as tritonclient's ``InferenceServerException``.
     """
     import tritonclient.grpc as grpcclient
+
+    result = client.infer(model_name, _request(inputs),
+                          outputs=[grpcclient.InferRequestedOutput(output)],
+                          client_timeout=timeout_s)
+    return _output(result, model_name, output)
+
+
+async def infer_async(
+    client: Any,
+    model_name: str,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    output: str = "score",
+    timeout_s: float = 30.0,
+) -> np.ndarray:
+    """``infer`` on a ``tritonclient.grpc.aio.InferenceServerClient``: the caller's event loop
+    serves other requests while Triton computes (the serving replica's rank stage)."""
+    import tritonclient.grpc as grpcclient
+
+    result = await client.infer(model_name, _request(inputs),
+                                outputs=[grpcclient.InferRequestedOutput(output)],
+                                client_timeout=timeout_s)
+    return _output(result, model_name, output)
+
+
+def _request(inputs: Mapping[str, np.ndarray]) -> list:
+    import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype
 
     request = []
@@ -43,10 +70,10 @@ def infer(
         tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_data_from_numpy(array)
         request.append(tensor)
-    result = client.infer(
-        model_name, request, outputs=[grpcclient.InferRequestedOutput(output)],
-        client_timeout=timeout_s,
-    )
+    return request
+
+
+def _output(result: Any, model_name: str, output: str) -> np.ndarray:
     scores = result.as_numpy(output)
     if scores is None:
         raise TritonInferError(f"{model_name} returned no output named {output!r}")

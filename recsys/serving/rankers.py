@@ -21,6 +21,9 @@ class RankerBackend(Protocol):
 
     def score(self, inputs: Mapping[str, np.ndarray], deadline_s: float) -> np.ndarray: ...
 
+    async def score_async(self, inputs: Mapping[str, np.ndarray], deadline_s: float
+                          ) -> np.ndarray: ...
+
 
 class OnnxRanker:
     name = "onnx"
@@ -38,6 +41,11 @@ class OnnxRanker:
         out = self.session.run(None, {k: np.ascontiguousarray(v) for k, v in inputs.items()})
         return np.asarray(out[0], np.float32).reshape(-1)
 
+    async def score_async(self, inputs: Mapping[str, np.ndarray], deadline_s: float = 0.0
+                          ) -> np.ndarray:
+        """In-process: nothing to wait on, so the same call (it holds this replica's core)."""
+        return self.score(inputs, deadline_s)
+
 
 class TritonRanker:
     """One gRPC client per calling thread: tritonclient clients are not shared across threads
@@ -48,6 +56,7 @@ class TritonRanker:
     def __init__(self, url: str, model_name: str = "ranker") -> None:
         self.url, self.model_name = url, model_name
         self._local = threading.local()
+        self._aio = None  # (event loop, tritonclient.grpc.aio client)
 
     @property
     def client(self):
@@ -61,6 +70,28 @@ class TritonRanker:
         from recsys.runtime.triton_client import infer
 
         return infer(self.client, self.model_name, inputs, timeout_s=deadline_s).reshape(-1)
+
+    async def score_async(self, inputs: Mapping[str, np.ndarray], deadline_s: float = 0.05
+                          ) -> np.ndarray:
+        """Async gRPC with the same deadline: the replica's event loop runs other requests'
+        CPU stages while this one waits on Triton."""
+        from recsys.runtime.triton_client import infer_async
+
+        scores = await infer_async(self._aio_client(), self.model_name, inputs,
+                                   timeout_s=deadline_s)
+        return scores.reshape(-1)
+
+    def _aio_client(self):
+        """One aio client per event loop (a grpc.aio channel belongs to the loop it was made
+        on)."""
+        import asyncio
+
+        import tritonclient.grpc.aio as aioclient
+
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio[0] is not loop:
+            self._aio = (loop, aioclient.InferenceServerClient(self.url))
+        return self._aio[1]
 
     def live(self) -> bool:
         try:

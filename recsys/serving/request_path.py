@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ import pandas as pd
 
 from recsys import RecsysError
 from recsys.candidates.generator import CandidateGenerator
-from recsys.candidates.types import Context, UserHistory
+from recsys.candidates.types import Candidate, Context, UserHistory
 from recsys.ranking.features import FeatureTables
 from recsys.serving.bundle import ServingBundle
 from recsys.serving.catalog import DuplicateItemError, ItemCatalog
@@ -79,6 +80,21 @@ class Result:
 
 
 @dataclass
+class RankJob:
+    """What the rank stage needs; ``degraded`` is the request's own list (appended to)."""
+
+    kept: list[Candidate]
+    user_idx: int | None
+    state: UserState | None
+    surface: str
+    degraded: list[str]
+
+    def fallback(self) -> np.ndarray:
+        """Merge order as scores (1, 1/2, 1/3...): what a request gets without the ranker."""
+        return 1.0 / np.arange(1, len(self.kept) + 1, dtype=np.float64)
+
+
+@dataclass
 class PipelineParams:
     surface_sources: dict[str, list[str] | None] = field(default_factory=lambda: {
         "home": None, "search": ["content"], "post_play": ["cowatch", "content"]})
@@ -107,6 +123,29 @@ class RecommendationPipeline:
 
     # -- the request ----------------------------------------------------------------------
     def recommend(self, req: Request) -> Result:
+        """The request on the calling thread (the ranker called synchronously)."""
+        stages = self._stages(req)
+        job = next(stages)
+        try:
+            stages.send(self._rank(job))
+        except StopIteration as done:
+            return done.value
+        raise RuntimeError("the request path yields once, for the ranker")
+
+    async def recommend_async(self, req: Request) -> Result:
+        """The same stages, awaiting the ranker: while Triton scores this request, the event
+        loop runs another request's CPU stages (the serving replica's path)."""
+        stages = self._stages(req)
+        job = next(stages)
+        try:
+            stages.send(await self._rank_async(job))
+        except StopIteration as done:
+            return done.value
+        raise RuntimeError("the request path yields once, for the ranker")
+
+    def _stages(self, req: Request) -> Generator[RankJob, np.ndarray, Result]:
+        """features -> candidates -> filters -> rank -> rerank -> response, timed stage by
+        stage; it yields the rank stage's job to the driver above and gets the scores back."""
         timings: dict[str, float] = {}
         degraded: list[str] = []
         clock = time.perf_counter()
@@ -137,7 +176,7 @@ class RecommendationPipeline:
             exclude=np.array(exclude + ([seed] if seed is not None else []), np.int64)))
         kept = [c for c, keep in zip(cands.candidates, filt.keep, strict=True) if keep]
         lap("filters")
-        scores = self._rank(kept, user_idx, state, req.surface, degraded)
+        scores = yield RankJob(kept, user_idx, state, req.surface, degraded)
         lap("rank")
         top = rerank(np.array([c.item for c in kept], np.int64), scores, req.n, self.catalog,
                      self.params.rerank)
@@ -165,8 +204,14 @@ class RecommendationPipeline:
     def similar(self, item_id: int, n: int = 20) -> Result:
         """"More like this" for a title, for nobody in particular: the post-play sources on the
         cold-start path (no history, no ranker personalisation to speak of)."""
-        return self.recommend(Request(user_id=ANONYMOUS, surface="post_play", n=n,
-                                      item_id=item_id))
+        return self.recommend(self._similar_request(item_id, n))
+
+    async def similar_async(self, item_id: int, n: int = 20) -> Result:
+        return await self.recommend_async(self._similar_request(item_id, n))
+
+    @staticmethod
+    def _similar_request(item_id: int, n: int) -> Request:
+        return Request(user_id=ANONYMOUS, surface="post_play", n=n, item_id=item_id)
 
     # -- stages -----------------------------------------------------------------------------
     def _user(self, raw_id: int) -> tuple[int | None, UserState | None]:
@@ -181,25 +226,46 @@ class RecommendationPipeline:
             raise RecsysError(f"{param}={raw_id} is not a title in the catalog")
         return idx
 
-    def _rank(self, kept, user_idx, state, surface, degraded) -> np.ndarray:
+    def _rank(self, job: RankJob) -> np.ndarray:
         """P(engaged) per candidate, or merge order (1, 1/2, 1/3...) when the ranker fails."""
-        fallback = 1.0 / np.arange(1, len(kept) + 1, dtype=np.float64)
-        if not kept:
-            return fallback
-        if self.ranker is None:
-            degraded.append("rank")
-            return fallback
         try:
-            batch = request_batch(self.bundle.builder, self.bundle.item_tables,
-                                  self.bundle.source_stats, None, user_idx, kept, surface,
-                                  time.time(), self._user_rows(user_idx, state))
-            return self.ranker.score({k: v.numpy() for k, v in batch.inputs().items()},
-                                     self.params.rank_deadline_ms / 1e3).astype(np.float64)
+            inputs = self._rank_inputs(job)
+            if inputs is None:
+                return job.fallback()
+            return self.ranker.score(inputs, self.params.rank_deadline_ms / 1e3
+                                     ).astype(np.float64)
         except Exception as err:  # noqa: BLE001 - any ranker failure degrades, never fails
-            log.warning("ranker %s failed (%s: %s); serving candidate order",
-                        self.ranker.name, type(err).__name__, err)
-            degraded.append("rank")
-            return fallback
+            return self._ranker_failed(job, err)
+
+    async def _rank_async(self, job: RankJob) -> np.ndarray:
+        """``_rank`` awaiting the ranker (async gRPC to Triton)."""
+        try:
+            inputs = self._rank_inputs(job)
+            if inputs is None:
+                return job.fallback()
+            scores = await self.ranker.score_async(inputs, self.params.rank_deadline_ms / 1e3)
+            return scores.astype(np.float64)
+        except Exception as err:  # noqa: BLE001 - any ranker failure degrades, never fails
+            return self._ranker_failed(job, err)
+
+    def _rank_inputs(self, job: RankJob) -> dict[str, np.ndarray] | None:
+        """The ranker's five arrays for the kept candidates; None when there is nothing to rank
+        or no ranker (then ``degraded`` names the rank stage)."""
+        if not job.kept:
+            return None
+        if self.ranker is None:
+            job.degraded.append("rank")
+            return None
+        batch = request_batch(self.bundle.builder, self.bundle.item_tables,
+                              self.bundle.source_stats, None, job.user_idx, job.kept,
+                              job.surface, time.time(), self._user_rows(job.user_idx, job.state))
+        return {k: v.numpy() for k, v in batch.inputs().items()}
+
+    def _ranker_failed(self, job: RankJob, err: Exception) -> np.ndarray:
+        log.warning("ranker %s failed (%s: %s); serving candidate order",
+                    getattr(self.ranker, "name", None), type(err).__name__, err)
+        job.degraded.append("rank")
+        return job.fallback()
 
     def _user_rows(self, user_idx: int | None, state: UserState | None) -> UserRows:
         """The user's ranker row, kept while their state is the same object: states are frozen

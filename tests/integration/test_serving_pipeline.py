@@ -1,6 +1,7 @@
 """The request path over a real trained bundle: surfaces, cold start, filters, explanations,
 and the ranker on a real Triton server, including Triton being down."""
 
+import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -109,13 +110,18 @@ def test_ranker_on_triton_matches_in_process_and_falls_back_when_down(pipeline, 
                                   TritonRanker(f"127.0.0.1:{free_port()}"))
     res = down.recommend(req)
     assert res.degraded == ["rank"] and len(res.items) == 10  # still 200-worthy
+    res = asyncio.run(down.recommend_async(req))  # the serving replica's path (async gRPC)
+    assert res.degraded == ["rank"] and len(res.items) == 10
     with tritonserver(bundle.ranker_dir / "triton_repository") as server:
         up = RecommendationPipeline(bundle, pipeline.store, TritonRanker(server.grpc_url))
         up.params.rank_deadline_ms = 5000  # first call warms the Python backend up
         res = up.recommend(req)
-    assert res.degraded == []
-    assert [r.item_id for r in res.items] == [r.item_id for r in local.items]
-    assert np.allclose([r.score for r in res.items], [r.score for r in local.items], atol=1e-5)
+        by_async = asyncio.run(up.recommend_async(req))
+    for got in (res, by_async):
+        assert got.degraded == []
+        assert [r.item_id for r in got.items] == [r.item_id for r in local.items]
+        assert np.allclose([r.score for r in got.items], [r.score for r in local.items],
+                           atol=1e-5)
 
 
 
