@@ -158,7 +158,16 @@ def triton_batch(before: dict, after: dict) -> float | None:
 
 
 # ---- the configurations ----------------------------------------------------------------------
-CONFIGS = {"noop_ray_serve": None, "pipeline_triton": "triton", "pipeline_in_process": "onnx"}
+# name -> serve overrides (None: the no-op floor). The baseline for the Triton stack is the same
+# stack with the ranker in-process; the two-replica row shows what a second pipeline replica buys
+# on these 2 cores (both replicas share them with the proxy, the router and Triton).
+CONFIGS: dict[str, list[str] | None] = {
+    "noop_ray_serve": None,
+    "pipeline_triton": ["serve.ranker=triton"],
+    "pipeline_in_process": ["serve.ranker=onnx"],
+    "pipeline_triton_2_replicas": ["serve.ranker=triton", "serve.pipeline.num_replicas=2",
+                                   "serve.pipeline.num_cpus=0.5"],
+}
 
 
 def noop_app():
@@ -248,14 +257,14 @@ def main() -> None:
                                                        None, None)
             serve.shutdown()
     register_configs()
-    for name, ranker in CONFIGS.items():
-        if ranker is None or name not in args.only:
+    for name, overrides in CONFIGS.items():
+        if overrides is None or name not in args.only:
             continue
         print(name, flush=True)
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[
                 f"serve.artefacts_root={args.artefacts}", "serve.port=0",
-                f"serve.ranker={ranker}"])
+                *overrides])
         with running_stack(cfg.serve) as stack:
             tm = (f"http://127.0.0.1:{stack.triton.metrics_port}/metrics"
                   if stack.triton else None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -81,14 +81,14 @@ class CandidateGenerator:
             ):
                 if item in seen:
                     continue
-                prov = Provenance(name, float(score), rank, int(because))
-                if item in merged:
-                    merged[item].provenance.append(prov)
+                cand = merged.get(item)
+                if cand is not None:
+                    cand.provenance.append(Provenance(name, score, rank, because))
                 elif added < spec.quota:
-                    merged[item] = Candidate(item, [prov])
+                    merged[item] = Candidate(item, [Provenance(name, score, rank, because)])
                     fused[item] = 0.0
                     added += 1
-                else:
+                else:  # over quota and new: no provenance object made for it
                     continue
                 fused[item] += spec.weight / (RRF_K + rank)
         ordered = sorted(merged, key=lambda i: -fused[i])
@@ -119,7 +119,7 @@ class CandidateGenerator:
             finally:
                 self.timings_ms[f"{name}:credit"] = (time.perf_counter() - start) * 1e3
             credits.update(zip(((name, i) for i in items), because.tolist(), strict=True))
-        return [Candidate(c.item, [replace(p, because=int(credits.get((p.source, c.item),
+        return [Candidate(c.item, [p._replace(because=int(credits.get((p.source, c.item),
                                                                        p.because)))
                                    for p in c.provenance]) for c in candidates]
 
