@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.candidates.types import (
+    NO_ITEM,
     Candidate,
     CandidateSet,
     CandidateSource,
     Context,
     CreditingSource,
-    Provenance,
+    SourceResult,
     UserHistory,
 )
 
@@ -58,11 +59,10 @@ class CandidateGenerator:
         return sum(spec.quota for spec in self.sources.values())
 
     def generate(self, user: UserHistory, context: Context) -> CandidateSet:
-        merged: dict[int, Candidate] = {}
-        fused: dict[int, float] = {}
+        names = list(self.sources)
+        answers: list[tuple[int, SourceResult]] = []  # (source row, its answer)
         failed: list[str] = []
-        seen = set(np.asarray(user.items).tolist())
-        for name, spec in self.sources.items():
+        for s, (name, spec) in enumerate(self.sources.items()):
             start = time.perf_counter()
             try:
                 res = spec.source.candidates(user, context, int(spec.quota * spec.overfetch))
@@ -75,24 +75,50 @@ class CandidateGenerator:
             if len(res) == 0:
                 log.debug("candidate source %s returned nothing for user %s", name,
                           user.user_idx)
-            added = 0
-            for rank, (item, score, because) in enumerate(
-                zip(res.items.tolist(), res.scores.tolist(), res.because.tolist(), strict=True)
-            ):
-                if item in seen:
-                    continue
-                cand = merged.get(item)
-                if cand is not None:
-                    cand.provenance.append(Provenance(name, score, rank, because))
-                elif added < spec.quota:
-                    merged[item] = Candidate(item, [Provenance(name, score, rank, because)])
-                    fused[item] = 0.0
-                    added += 1
-                else:  # over quota and new: no provenance object made for it
-                    continue
-                fused[item] += spec.weight / (RRF_K + rank)
-        ordered = sorted(merged, key=lambda i: -fused[i])
-        return CandidateSet(user.user_idx, [merged[i] for i in ordered], failed)
+            answers.append((s, res))
+        out = self._merge(user, names, answers)
+        out.failed_sources = failed
+        return out
+
+    def _merge(self, user: UserHistory, names: list[str],
+               answers: list[tuple[int, SourceResult]]) -> CandidateSet:
+        """The merge rules of the module docstring, on arrays: per source (in order), titles
+        already merged gain that source's provenance, and up to its quota of new titles join;
+        then the weighted RRF order. Same answer as a loop over the titles, ~10x cheaper."""
+        seen = np.asarray(user.items, np.int64)
+        merged = np.empty(0, np.int64)  # in creation order
+        taken: list[tuple[int, SourceResult, np.ndarray]] = []  # (source, answer, its rows)
+        for s, res in answers:
+            items = np.asarray(res.items, np.int64)
+            rows = np.flatnonzero(~np.isin(items, seen))  # rank = position in the answer
+            old = np.isin(items[rows], merged)
+            new = rows[~old][: self.sources[names[s]].quota]
+            keep = np.sort(np.concatenate([rows[old], new]))
+            taken.append((s, res, keep))
+            merged = np.concatenate([merged, items[new]])
+        out = CandidateSet.empty(user.user_idx, names)
+        n = len(merged)
+        if n == 0:
+            return out
+        order = np.argsort(merged, kind="stable")
+        found = np.zeros((len(names), n), bool)
+        scores, ranks = np.zeros((len(names), n)), np.zeros((len(names), n), np.int64)
+        because = np.full((len(names), n), NO_ITEM, np.int64)
+        for s, res, keep in taken:
+            items = np.asarray(res.items, np.int64)[keep]
+            col = order[np.searchsorted(merged, items, sorter=order)]
+            found[s, col] = True
+            scores[s, col] = np.asarray(res.scores, np.float32)[keep]
+            ranks[s, col] = keep
+            because[s, col] = np.asarray(res.because, np.int64)[keep]
+        fused = np.zeros(n)
+        for s, name in enumerate(names):  # source by source: the same float sums as a loop
+            fused += np.where(found[s], self.sources[name].weight / (RRF_K + ranks[s]), 0.0)
+        rank_order = np.argsort(-fused, kind="stable")  # ties keep creation order
+        out.items, out.found, out.scores = (merged[rank_order], found[:, rank_order],
+                                            scores[:, rank_order])
+        out.ranks, out.because = ranks[:, rank_order], because[:, rank_order]
+        return out
 
     def credit(self, user: UserHistory, candidates: list[Candidate]) -> list[Candidate]:
         """Fill the history credits that ``generate`` left out under ``Context(explain=False)``,

@@ -8,6 +8,7 @@ merge (``Candidate.provenance`` lists every source that found the item).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -98,18 +99,71 @@ class Candidate:
 
 @dataclass
 class CandidateSet:
-    """The merged candidates for one request, in merge order."""
+    """The merged candidates for one request, in merge order, held as columns.
+
+    One row per candidate (``items``) and one row of the ``(S, n)`` matrices per source, in the
+    generator's source order: ``found`` (that source returned the candidate), its ``scores``,
+    ``ranks`` (0-based, within that source's answer) and ``because`` (history item credited,
+    ``NO_ITEM`` if none). Columns, not objects, because a request merges ~1,500 source answers
+    into ~700 candidates and every later stage (filters, ranker features, rerank) is an array
+    operation; ``candidates`` builds the ``Candidate`` objects for the rows someone reads one by
+    one (the titles a response shows, tests, offline tools).
+    """
 
     user_idx: int | None
-    candidates: list[Candidate]
+    items: np.ndarray  # (n,) int64 item indices
+    sources: tuple[str, ...]  # the generator's source names, the matrices' row order
+    found: np.ndarray  # (S, n) bool
+    scores: np.ndarray  # (S, n) float64 (each source's float32 score, exactly)
+    ranks: np.ndarray  # (S, n) int64
+    because: np.ndarray  # (S, n) int64
     failed_sources: list[str] = field(default_factory=list)
 
+    @classmethod
+    def empty(cls, user_idx: int | None, sources: Sequence[str]) -> CandidateSet:
+        s = len(sources)
+        return cls(user_idx, np.empty(0, np.int64), tuple(sources), np.zeros((s, 0), bool),
+                   np.zeros((s, 0)), np.zeros((s, 0), np.int64), np.zeros((s, 0), np.int64))
+
+    @classmethod
+    def from_candidates(cls, candidates: Sequence[Candidate], sources: Sequence[str],
+                        user_idx: int | None = None) -> CandidateSet:
+        """Columns from ``Candidate`` objects (provenance of a source not in ``sources`` is
+        dropped)."""
+        out = cls.empty(user_idx, sources)
+        n, row = len(candidates), {name: s for s, name in enumerate(out.sources)}
+        out.items = np.array([c.item for c in candidates], np.int64)
+        out.found = np.zeros((len(row), n), bool)
+        out.scores, out.ranks = np.zeros((len(row), n)), np.zeros((len(row), n), np.int64)
+        out.because = np.full((len(row), n), NO_ITEM, np.int64)
+        for j, cand in enumerate(candidates):
+            for p in cand.provenance:
+                s = row.get(p.source)
+                if s is not None:
+                    out.found[s, j] = True
+                    out.scores[s, j], out.ranks[s, j], out.because[s, j] = (p.score, p.rank,
+                                                                            p.because)
+        return out
+
+    def take(self, rows: np.ndarray) -> CandidateSet:
+        """The candidates at ``rows`` (positions), in that order."""
+        rows = np.asarray(rows, np.int64)
+        return CandidateSet(self.user_idx, self.items[rows], self.sources, self.found[:, rows],
+                            self.scores[:, rows], self.ranks[:, rows], self.because[:, rows],
+                            list(self.failed_sources))
+
     @property
-    def items(self) -> np.ndarray:
-        return np.array([c.item for c in self.candidates], dtype=np.int64)
+    def candidates(self) -> list[Candidate]:
+        """One ``Candidate`` per row, provenance in source order."""
+        names = self.sources
+        found, scores = self.found.T.tolist(), self.scores.T.tolist()
+        ranks, because = self.ranks.T.tolist(), self.because.T.tolist()
+        return [Candidate(item, [Provenance(names[s], scores[j][s], ranks[j][s], because[j][s])
+                                 for s in range(len(names)) if found[j][s]])
+                for j, item in enumerate(self.items.tolist())]
 
     def __len__(self) -> int:
-        return len(self.candidates)
+        return len(self.items)
 
 
 @runtime_checkable

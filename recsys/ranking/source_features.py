@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from recsys.candidates.base import training_matrix
 from recsys.candidates.history import top_k
-from recsys.candidates.types import Provenance
+from recsys.candidates.types import Candidate, CandidateSet, Provenance
 
 PER_SOURCE = ("present", "rank", "score")
 
@@ -58,23 +58,26 @@ class SourceLists:
             out[:, 3 * s + 2] = np.where(found, np.clip(z, -10, 10), 0.0)
         return out
 
-    def pair_dense_from_provenance(self, provenance: Sequence[Sequence[Provenance]]
-                                   ) -> np.ndarray:
-        """The same features from candidate provenance (serving path). One pass collects the
-        (row, source, rank, score) tuples; the arithmetic is vectorised (it runs per request)."""
-        out = np.zeros((len(provenance), self.width), np.float32)
-        col = {name: 3 * s for s, name in enumerate(self.names)}
-        found = [(row, col[p.source], p.rank, p.score, p.source)
-                 for row, provs in enumerate(provenance) for p in provs if p.source in col]
-        if not found:
-            return out
-        rows, cols, ranks, scores, names = zip(*found, strict=True)
-        rows, cols = np.array(rows), np.array(cols)
-        mean = np.array([self.score_mean[n] for n in names])
-        std = np.array([self.score_std[n] for n in names])
-        out[rows, cols] = 1.0
-        out[rows, cols + 1] = 1.0 / np.log2(np.array(ranks, np.float64) + 2.0)
-        out[rows, cols + 2] = np.clip((np.array(scores) - mean) / std, -10, 10)
+    def pair_dense_from_provenance(
+            self, candidates: CandidateSet | Sequence[Candidate] | Sequence[Sequence[Provenance]]
+    ) -> np.ndarray:
+        """The same features from candidate provenance (serving path), on the candidate set's
+        columns: a few array operations per source, whatever the number of candidates.
+        Also takes ``Candidate`` objects or bare provenance lists (one per row)."""
+        if not isinstance(candidates, CandidateSet):
+            rows = [c if isinstance(c, Candidate) else Candidate(-1, list(c)) for c in candidates]
+            candidates = CandidateSet.from_candidates(rows, self.names)
+        out = np.zeros((len(candidates), self.width), np.float32)
+        row = {name: s for s, name in enumerate(candidates.sources)}
+        for j, name in enumerate(self.names):
+            s = row.get(name)
+            if s is None:
+                continue
+            found = candidates.found[s]
+            z = (candidates.scores[s] - self.score_mean[name]) / self.score_std[name]
+            out[:, 3 * j] = found
+            out[:, 3 * j + 1] = np.where(found, 1.0 / np.log2(candidates.ranks[s] + 2.0), 0.0)
+            out[:, 3 * j + 2] = np.where(found, np.clip(z, -10, 10), 0.0)
         return out
 
     def merged(self, user: int) -> np.ndarray:

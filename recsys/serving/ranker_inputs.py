@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from recsys.candidates.types import Candidate
+from recsys.candidates.types import Candidate, CandidateSet
 from recsys.ranking.batches import RankerBatch, gather
 from recsys.ranking.features import FeatureBuilder, FeatureTables
 from recsys.ranking.pairs import PairRows
@@ -36,7 +36,7 @@ def user_rows(builder: FeatureBuilder, user_events: pd.DataFrame, user_idx: int 
 
 def request_batch(builder: FeatureBuilder, items: FeatureTables, lists: SourceLists,
                   user_events: pd.DataFrame | None, user_idx: int | None,
-                  candidates: Sequence[Candidate], surface: str = "home",
+                  candidates: CandidateSet | Sequence[Candidate], surface: str = "home",
                   timestamp: float | None = None, rows_of_user: UserRows | None = None
                   ) -> RankerBatch:
     """``user_events``: the user's history in the canonical columns (``item_idx``, rating,
@@ -47,10 +47,12 @@ def request_batch(builder: FeatureBuilder, items: FeatureTables, lists: SourceLi
     ids, weights, dense = rows_of_user
     tables = FeatureTables(ids, weights, dense, items.item_ids, items.item_weights,
                            items.item_dense)
-    item_idx = np.array([c.item for c in candidates], np.int64)
+    if not isinstance(candidates, CandidateSet):
+        candidates = CandidateSet.from_candidates(candidates, lists.names)
+    item_idx = candidates.items
     n = len(item_idx)
     ts = np.full(n, np.nan if timestamp is None else float(timestamp))
     rows = PairRows(np.zeros(n, np.int64), item_idx, np.zeros(n, np.float32),
                     builder.context_rows(np.full(n, surface), ts),
-                    lists.pair_dense_from_provenance([c.provenance for c in candidates]))
+                    lists.pair_dense_from_provenance(candidates))
     return gather(tables, rows)

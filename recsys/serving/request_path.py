@@ -27,7 +27,7 @@ import pandas as pd
 
 from recsys import RecsysError
 from recsys.candidates.generator import CandidateGenerator
-from recsys.candidates.types import Candidate, Context, UserHistory
+from recsys.candidates.types import CandidateSet, Context, UserHistory
 from recsys.ranking.features import FeatureTables
 from recsys.serving.bundle import ServingBundle
 from recsys.serving.catalog import DuplicateItemError, ItemCatalog
@@ -83,7 +83,7 @@ class Result:
 class RankJob:
     """What the rank stage needs; ``degraded`` is the request's own list (appended to)."""
 
-    kept: list[Candidate]
+    kept: CandidateSet  # the candidates the filters kept, in merge order
     user_idx: int | None
     state: UserState | None
     surface: str
@@ -166,23 +166,22 @@ class RecommendationPipeline:
         cands = generator.generate(history, context)
         degraded += [f"candidates:{name}" for name in cands.failed_sources]
         lap("candidates")
-        items = cands.items
         exclude = [self.item_index[i] for i in req.exclude if i in self.item_index]
         profile = state.profile if state is not None else {}
-        filt = filter_candidates(items, self.catalog, FilterRequest(
+        filt = filter_candidates(cands.items, self.catalog, FilterRequest(
             watched=history.items, disliked_genres=state.disliked_genres if state else frozenset(),
             max_maturity=req.max_maturity or profile.get("max_maturity"),
             region=req.region or profile.get("region"),
             exclude=np.array(exclude + ([seed] if seed is not None else []), np.int64)))
-        kept = [c for c, keep in zip(cands.candidates, filt.keep, strict=True) if keep]
+        kept = cands.take(np.flatnonzero(filt.keep))
         lap("filters")
         scores = yield RankJob(kept, user_idx, state, req.surface, degraded)
         lap("rank")
-        top = rerank(np.array([c.item for c in kept], np.int64), scores, req.n, self.catalog,
-                     self.params.rerank)
+        top = rerank(kept.items, scores, req.n, self.catalog, self.params.rerank)
         lap("rerank")
-        by_item = {c.item: c for c in kept}
-        shown = generator.credit(history, [by_item[int(i)] for i in top.items])
+        row = {item: j for j, item in enumerate(kept.items.tolist())}
+        shown = generator.credit(history, kept.take(
+            np.array([row[i] for i in top.items.tolist()], np.int64)).candidates)
         recs = [Recommendation(int(self.bundle.item_ids[c.item]), self.catalog.titles[c.item],
                                float(s), reason(c.provenance, self.catalog.titles, req.surface,
                                                 req.query), c.sources)

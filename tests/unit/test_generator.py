@@ -6,7 +6,7 @@ import numpy as np
 
 from recsys.candidates.cowatch import CoWatch
 from recsys.candidates.generator import CandidateGenerator, SourceSpec
-from recsys.candidates.types import Context, SourceResult, UserHistory
+from recsys.candidates.types import CandidateSet, Context, Provenance, SourceResult, UserHistory
 from tests.unit.oracle import block_data
 
 
@@ -73,3 +73,80 @@ def test_merged_set_recalls_every_held_out_item_on_oracle_data():
     for u in range(train.shape[0]):
         out = gen.generate(UserHistory(u, train[u].indices), Context())
         assert set(test[u].indices) <= set(out.items.tolist())
+
+
+class Random:
+    """A source answering a random list (repeats across sources, history titles included)."""
+
+    def __init__(self, name, rng, n_items=60):
+        self.name, self.rng, self.n_items = name, rng, n_items
+
+    def candidates(self, user, context, k):
+        items = self.rng.choice(self.n_items, size=min(k, self.n_items), replace=False)
+        return SourceResult(self.name, items.astype(np.int64),
+                            self.rng.normal(size=len(items)).astype(np.float32),
+                            self.rng.integers(-1, self.n_items, len(items)))
+
+
+class Recording:
+    """Keeps the answers a source gave the generator, for the oracle."""
+
+    def __init__(self, name, src, answers):
+        self.name, self.src, self.answers = name, src, answers
+
+    def candidates(self, user, context, k):
+        self.answers[self.name] = self.src.candidates(user, context, k)
+        return self.answers[self.name]
+
+
+def loop_merge(gen, user, answers):
+    """The merge rules written as the obvious loop over titles: the oracle for the array
+    merge (provenance per title, quotas of new titles, weighted RRF, stable ties)."""
+    merged, fused, seen = {}, {}, set(np.asarray(user.items).tolist())
+    for name, res in answers.items():
+        spec, added = gen.sources[name], 0
+        for rank, (item, score, because) in enumerate(zip(
+                res.items.tolist(), res.scores.tolist(), res.because.tolist(), strict=True)):
+            if item in seen:
+                continue
+            if item in merged:
+                merged[item].append(Provenance(name, score, rank, because))
+            elif added < spec.quota:
+                merged[item], fused[item] = [Provenance(name, score, rank, because)], 0.0
+                added += 1
+            else:
+                continue
+            fused[item] += spec.weight / (60 + rank)
+    return [(i, merged[i]) for i in sorted(merged, key=lambda i: -fused[i])]
+
+
+def test_array_merge_equals_the_loop_over_titles():
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        sources = {f"s{j}": Random(f"s{j}", rng) for j in range(int(rng.integers(1, 5)))}
+        specs = {name: SourceSpec(src, quota=int(rng.integers(1, 25)), overfetch=1.5,
+                                  weight=float(rng.choice([0.5, 1.0, 2.0])))
+                 for name, src in sources.items()}
+        user = UserHistory(3, rng.choice(60, size=int(rng.integers(0, 10)), replace=False))
+        answers = {}
+        gen = CandidateGenerator({n: SourceSpec(Recording(n, s.source, answers), s.quota,
+                                                s.overfetch, s.weight)
+                                  for n, s in specs.items()})
+        got = gen.generate(user, Context())
+        want = loop_merge(gen, user, answers)
+        assert [(c.item, c.provenance) for c in got.candidates] == want
+        assert got.items.tolist() == [i for i, _ in want]
+
+
+def test_candidate_set_columns_round_trip_and_take():
+    gen = CandidateGenerator({
+        "a": SourceSpec(Fixed("a", [1, 2, 3, 4]), quota=4),
+        "b": SourceSpec(Fixed("b", [11, 3]), quota=2),
+    })
+    out = gen.generate(USER, Context())
+    again = CandidateSet.from_candidates(out.candidates, out.sources)
+    assert again.candidates == out.candidates
+    sub = out.take(np.array([2, 0]))
+    assert [c.item for c in sub.candidates] == [out.items[2], out.items[0]]
+    assert sub.candidates == [out.candidates[2], out.candidates[0]]
+    assert len(CandidateGenerator({}).generate(USER, Context())) == 0
