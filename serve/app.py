@@ -46,7 +46,8 @@ def deployment_options(cfg: Any) -> dict[str, Any]:
     """Ray Serve options of one deployment from its ``DeploymentConfig``."""
     out: dict[str, Any] = {"max_ongoing_requests": int(cfg.max_ongoing_requests),
                            "max_queued_requests": int(cfg.max_queued_requests),
-                           "ray_actor_options": {"num_cpus": float(cfg.num_cpus)}}
+                           "ray_actor_options": {"num_cpus": float(cfg.num_cpus)},
+                           "logging_config": {"enable_access_log": bool(cfg.access_log)}}
     a = cfg.autoscaling
     if a.enabled:
         out["autoscaling_config"] = {

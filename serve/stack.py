@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ from recsys.runtime.ports import free_port
 from recsys.serving.artefacts import ArtefactStore
 
 log = logging.getLogger(__name__)
+
+# Ray Serve's throughput mode, with direct ingress off so the proxy keeps serving host:port
+# (direct ingress moves HTTP onto each ingress replica's own port, 30000+, for HAProxy).
+THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
 
 @dataclass
@@ -49,6 +54,9 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
               "rerank": OmegaConf.to_container(cfg.rerank)}
     port = int(cfg.port) or free_port(cfg.host)
     with contextlib.ExitStack() as stack:
+        if cfg.throughput_optimized:  # before Ray starts: its processes inherit them
+            stack.enter_context(_environ({k: os.environ.get(k, v)
+                                          for k, v in THROUGHPUT_ENV.items()}))
         triton = None
         if cfg.ranker == "triton":
             triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
@@ -64,3 +72,18 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
         yield Stack(url, version, triton.grpc_url if triton else None, triton)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block, the previous ones back after it."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -252,3 +252,25 @@ def test_the_cached_user_row_follows_the_users_state(bundle):
     second = pipe._user_rows(idx, store.get(idx))
     assert second is not first
     assert unseen in second[0][0].tolist() and unseen not in first[0][0].tolist()
+
+
+def test_user_rows_prefilled_at_load_equal_rows_built_one_user_at_a_time(bundle):
+    """The replica builds every known user's ranker row in one pass at load; each must equal
+    the row built from that user's events alone (what a cache miss computes)."""
+    from recsys.serving.ranker_inputs import user_rows
+    from recsys.serving.request_path import _events
+
+    store = InMemoryUserStore.from_events(bundle.events, bundle.items)
+    pipe = RecommendationPipeline(bundle, store, None)
+    assert len(pipe._row_cache) == sum(store.get(i) is not None
+                                       for i in range(len(bundle.user_ids)))
+    counts = bundle.events["user_idx"].value_counts()
+    for idx in [*counts.index[:3], *counts.index[-3:]]:
+        state = store.get(int(idx))
+        cached = pipe._row_cache[int(idx)]
+        assert cached[0] is state
+        alone = user_rows(bundle.builder, _events(state), int(idx))
+        for got, want in zip(cached[1], alone, strict=True):
+            np.testing.assert_array_equal(got, want)
+    off = RecommendationPipeline(bundle, store, None, replace(pipe.params, user_row_cache=0))
+    assert not off._row_cache
