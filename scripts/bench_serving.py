@@ -160,30 +160,46 @@ def triton_batch(before: dict, after: dict) -> float | None:
 # ---- the configurations ----------------------------------------------------------------------
 # name -> serve overrides (None: the no-op floor). The baseline for the Triton stack is the same
 # stack with the ranker in-process; the two-replica row shows what a second pipeline replica buys
-# on these 2 cores (both replicas share them with the proxy, the router and Triton).
+# on these 2 cores (both replicas share them with the proxy, the router and Triton); the fused
+# row runs the pipeline inside the router's replica (serve.topology=fused: one hop less).
 CONFIGS: dict[str, list[str] | None] = {
     "noop_ray_serve": None,
+    "noop_router_pipeline": None,
     "pipeline_triton": ["serve.ranker=triton"],
     "pipeline_in_process": ["serve.ranker=onnx"],
     "pipeline_triton_2_replicas": ["serve.ranker=triton", "serve.pipeline.num_replicas=2",
                                    "serve.pipeline.num_cpus=0.5"],
+    "pipeline_triton_fused": ["serve.ranker=triton", "serve.topology=fused"],
 }
 
 
-def noop_app():
+def noop_app(hops: int = 1):
+    """The floor: a FastAPI ingress that answers at once (``hops=1``), or that asks a second,
+    no-op deployment through a handle (``hops=2``: the serving stack's router -> pipeline shape
+    with no work in it)."""
     from fastapi import FastAPI
     from ray import serve
 
     api = FastAPI()
 
     @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
+    class NoopPipeline:
+        async def recommend(self, query: dict) -> dict:
+            return {"user_id": query["user_id"], "items": []}
+
+    @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
     @serve.ingress(api)
     class Noop:
+        def __init__(self, pipeline=None) -> None:
+            self.pipeline = pipeline
+
         @api.get("/v1/recommendations")
         async def recommend(self, user_id: int, n: int = 20) -> dict:
-            return {"user_id": user_id, "items": []}
+            if self.pipeline is None:
+                return {"user_id": user_id, "items": []}
+            return await self.pipeline.recommend.remote({"user_id": user_id, "n": n})
 
-    return Noop.bind()
+    return Noop.bind(NoopPipeline.bind()) if hops == 2 else Noop.bind()
 
 
 def measure(url: str, users: list[int], args, metrics_url: str | None,
@@ -236,7 +252,7 @@ def main() -> None:
     from recsys.runtime.ray_local import local_ray
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
-    from serve.stack import running_stack
+    from serve.stack import THROUGHPUT_ENV, running_stack, scoped_environ
 
     bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
     counts = bundle.events["user_idx"].value_counts()
@@ -247,16 +263,22 @@ def main() -> None:
                     "dataset_items": int(len(bundle.item_ids)), "users": args.users,
                     "user_count": len(users),
                     "history_median": float(np.median(counts.loc[chosen])), "runs": {}}
-    if "noop_ray_serve" in args.only:
-        print("no-op Ray Serve floor", flush=True)
-        with local_ray():
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        serve_cfg = compose(config_name="config").serve
+    report["throughput_optimized"] = bool(serve_cfg.throughput_optimized)
+    for name, hops in (("noop_ray_serve", 1), ("noop_router_pipeline", 2)):
+        if name not in args.only:
+            continue
+        print(f"no-op Ray Serve floor, {hops} deployment(s)", flush=True)
+        # the same Ray Serve mode as the stack (serve.throughput_optimized)
+        mode = THROUGHPUT_ENV if serve_cfg.throughput_optimized else {}
+        with scoped_environ(mode), local_ray():
             port = free_port()
             serve.start(http_options={"host": "127.0.0.1", "port": port})
-            serve.run(noop_app(), name="noop", route_prefix="/", blocking=False)
-            report["runs"]["noop_ray_serve"] = measure(f"http://127.0.0.1:{port}", users, args,
-                                                       None, None)
+            serve.run(noop_app(hops), name="noop", route_prefix="/", blocking=False)
+            report["runs"][name] = measure(f"http://127.0.0.1:{port}", users, args, None, None)
             serve.shutdown()
-    register_configs()
     for name, overrides in CONFIGS.items():
         if overrides is None or name not in args.only:
             continue
@@ -289,7 +311,8 @@ def markdown(report: dict) -> str:
              f"{report['seconds']} s per load point, n=20 per request, user ids drawn "
              f"uniformly from {report['user_count']:,} "
              f"{'known users' if report['users'] == 'all' else 'most active users'} "
-             f"(median history {report['history_median']:.0f} events).", "",
+             f"(median history {report['history_median']:.0f} events). Ray Serve throughput "
+             f"mode {'on' if report.get('throughput_optimized') else 'off'} for every row.", "",
              "## Closed loop (wrk, fixed concurrency)", "",
              "| configuration | connections | req/s | p50 ms | p90 ms | p99 ms | max ms | errors "
              "| Triton rows/exec |", "|---|---|---|---|---|---|---|---|---|"]

@@ -20,7 +20,6 @@ every replica of a deployment.
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 
 import time
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query
@@ -133,16 +132,40 @@ def _parameter_in(message: str) -> str:
 def _result_dict(result, ranked: bool) -> dict[str, Any]:
     """The result for the router, plus ``rank_rows``: what the rank stage sent to the ranker,
     the merged candidates the filters kept (none when no ranker is configured)."""
-    out = asdict(result)
+    out = dict(vars(result))  # one level: dataclasses.asdict deep-copies every item (slow)
+    out["items"] = [vars(item) for item in result.items]
     out["rank_rows"] = result.candidates - sum(result.filtered.values()) if ranked else 0
     return out
+
+
+class InProcess:
+    """The pipeline inside the router's replica (``serve.topology=fused``), called as the
+    ``Pipeline`` deployment's handle is: ``await pipeline.recommend.remote(...)``."""
+
+    def __init__(self, *pipeline_args: Any) -> None:
+        self._pipeline = Pipeline.func_or_class(*pipeline_args)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._pipeline, name)
+
+        class _Remote:
+            @staticmethod
+            async def remote(*args: Any) -> Any:
+                out = method(*args)
+                return await out if hasattr(out, "__await__") else out
+
+        return _Remote
 
 
 @serve.deployment
 @serve.ingress(api)
 class Router:
+    """``pipeline``: the ``Pipeline`` deployment's handle (``serve.topology=split``), or the
+    ``Pipeline`` constructor's arguments as a tuple (``fused``: one replica does both, one
+    Ray Serve hop less per request)."""
+
     def __init__(self, pipeline, triton_metrics_url: str | None = None) -> None:
-        self.pipeline = pipeline
+        self.pipeline = InProcess(*pipeline) if isinstance(pipeline, tuple) else pipeline
         self.triton_metrics_url = triton_metrics_url  # None: no Triton lines in /metrics
 
     @api.get("/v1/recommendations", response_model=RecommendationResponse)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # Ray Serve's throughput mode, with direct ingress off so the proxy keeps serving host:port
 # (direct ingress moves HTTP onto each ingress replica's own port, 30000+, for HAProxy).
+TOPOLOGIES = ("split", "fused")
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
 
@@ -44,6 +45,9 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
     from recsys.runtime.tritonserver import tritonserver
     from serve.app import Pipeline, Router, deployment_options
 
+    if cfg.topology not in TOPOLOGIES:
+        raise RecsysError(f"serve.topology must be one of {', '.join(TOPOLOGIES)}, "
+                          f"got {cfg.topology!r}")
     if not cfg.artefacts_root:
         raise RecsysError("serve.artefacts_root is not set: point it at a ranker run's "
                           "artefacts folder (python train.py experiment=... writes one)")
@@ -55,19 +59,25 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
     port = int(cfg.port) or free_port(cfg.host)
     with contextlib.ExitStack() as stack:
         if cfg.throughput_optimized:  # before Ray starts: its processes inherit them
-            stack.enter_context(_environ({k: os.environ.get(k, v)
-                                          for k, v in THROUGHPUT_ENV.items()}))
+            stack.enter_context(scoped_environ({k: os.environ.get(k, v)
+                                                for k, v in THROUGHPUT_ENV.items()}))
         triton = None
         if cfg.ranker == "triton":
             triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
         stack.enter_context(local_ray())
         serve.start(http_options={"host": cfg.host, "port": port})
         stack.callback(serve.shutdown)
-        pipeline = Pipeline.options(**deployment_options(cfg.pipeline)).bind(
-            str(cfg.artefacts_root), version, cfg.ranker,
-            triton.grpc_url if triton else None, params)
-        app = Router.options(**deployment_options(cfg.router)).bind(
-            pipeline, triton.metrics_url if triton else None)
+        pipeline_args = (str(cfg.artefacts_root), version, cfg.ranker,
+                         triton.grpc_url if triton else None, params)
+        triton_metrics = triton.metrics_url if triton else None
+        if cfg.topology == "fused":  # the router replica runs the pipeline: scale it as one
+            options = {**deployment_options(cfg.pipeline), "logging_config": {
+                "enable_access_log": bool(cfg.router.access_log)}}
+            app = Router.options(**options).bind(pipeline_args, triton_metrics)
+        else:
+            pipeline = Pipeline.options(**deployment_options(cfg.pipeline)).bind(*pipeline_args)
+            app = Router.options(**deployment_options(cfg.router)).bind(pipeline,
+                                                                        triton_metrics)
         serve.run(app, name="recsys", route_prefix="/", blocking=False)
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
@@ -75,7 +85,7 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
 
 
 @contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
     """``values`` in ``os.environ`` for the block, the previous ones back after it."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)

@@ -307,6 +307,10 @@ class ServeConfig:
     # host:port (direct ingress off). Applies when this process starts Ray. 63 -> 74 req/s
     # measured on 2 cores (benchmarks/serving.md)
     throughput_optimized: bool = True
+    # split: router deployment -> pipeline deployment(s), scaled apart (the design);
+    # fused: the router replica runs the pipeline itself (serve.pipeline's options): one Ray
+    # Serve hop less, ~8 ms of CPU per request on 2 cores (benchmarks/serving.md)
+    topology: str = "split"
 
 
 @dataclass
