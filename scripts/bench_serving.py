@@ -248,11 +248,12 @@ def main() -> None:
     from ray import serve
 
     from recsys.config import register_configs
+    from recsys.runtime.environ import scoped_environ
     from recsys.runtime.ports import free_port
     from recsys.runtime.ray_local import local_ray
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
-    from serve.stack import THROUGHPUT_ENV, running_stack, scoped_environ
+    from serve.stack import THROUGHPUT_ENV, running_stack
 
     bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
     counts = bundle.events["user_idx"].value_counts()

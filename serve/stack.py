@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from recsys import RecsysError
+from recsys.runtime.environ import scoped_environ
 from recsys.runtime.ports import free_port
 from recsys.serving.artefacts import ArtefactStore
 
@@ -83,17 +84,3 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
         yield Stack(url, version, triton.grpc_url if triton else None, triton)
 
-
-@contextlib.contextmanager
-def scoped_environ(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in ``os.environ`` for the block, the previous ones back after it."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -8,12 +8,11 @@ wrong, and returns a one-line detail for the table. The Triton smoke lives in ``
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from recsys.device import hardware, resolve_device
+from recsys.runtime.environ import scoped_environ
 
 
 def torchrec_smoke() -> str:
@@ -91,28 +90,13 @@ def faiss_smoke(n: int = 2000, dim: int = 32) -> str:
             f"(faiss {faiss.__version__})")
 
 
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    """Set env vars for a block and restore the previous values (the doctor is a library too)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def wandb_smoke() -> str:
     """An offline run logs a metric and finishes; its offline-run directory must exist."""
     import wandb
 
-    with tempfile.TemporaryDirectory(prefix="recsys-wandb-") as tmp, _env(
-        WANDB_MODE="offline", WANDB_DIR=tmp, WANDB_SILENT="true", WANDB_CONSOLE="off"
-    ):
+    with tempfile.TemporaryDirectory(prefix="recsys-wandb-") as tmp, scoped_environ({
+        "WANDB_MODE": "offline", "WANDB_DIR": tmp, "WANDB_SILENT": "true", "WANDB_CONSOLE": "off"
+    }):
         run = wandb.init(project="recsys-doctor", dir=tmp, mode="offline",
                          config={"smoke": True}, reinit="create_new")
         run.log({"loss": 0.5})

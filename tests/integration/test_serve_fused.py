@@ -1,42 +1,23 @@
 """serve.topology=fused: the router replica runs the pipeline itself (one Ray Serve hop less),
 on the real Ray Serve; same API, same answers as the split stack."""
 
-from pathlib import Path
 
 import httpx
 import pytest
-from hydra import compose, initialize_config_dir
 
 from recsys import RecsysError
-from recsys.config import register_configs
-from recsys.ranking.pipeline import train_ranker
+from tests.integration.conftest import compose_config
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _cfg(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
-@pytest.fixture(scope="module")
-def artefacts(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fused")
-    train_ranker(_cfg(["debug=default", "candidates=default", "ranker=two_tower",
-                       "trainer.epochs=1", "ranker.export.check_on_triton=false",
-                       f"data.root={root / 'data'}"]), root / "run")
-    return root / "run" / "artefacts"
-
-
-def test_fused_stack_serves_the_same_api_from_one_deployment(artefacts):
+def test_fused_stack_serves_the_same_api_from_one_deployment(served_artefacts):
     from ray import serve
 
     from serve.stack import running_stack
 
-    cfg = _cfg([f"serve.artefacts_root={artefacts}", "serve.port=0", "serve.ranker=none",
-                "serve.topology=fused"])
+    cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.port=0",
+                          "serve.ranker=none", "serve.topology=fused"])
     with running_stack(cfg.serve) as running, httpx.Client(base_url=running.url,
                                                            timeout=30) as client:
         deployments = serve.status().applications["recsys"].deployments
@@ -53,10 +34,10 @@ def test_fused_stack_serves_the_same_api_from_one_deployment(artefacts):
         assert 'recsys_stage_seconds_count{stage="candidates"}' in client.get("/metrics").text
 
 
-def test_an_unknown_topology_is_refused_with_a_sentence(artefacts):
+def test_an_unknown_topology_is_refused_with_a_sentence(served_artefacts):
     from serve.stack import running_stack
 
-    cfg = _cfg([f"serve.artefacts_root={artefacts}", "serve.topology=star"])
+    cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.topology=star"])
     with pytest.raises(RecsysError, match="serve.topology must be one of split, fused"), \
             running_stack(cfg.serve):
         pass

@@ -12,36 +12,20 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from prometheus_client.parser import text_string_to_metric_families
 
-from recsys.config import register_configs
-from recsys.ranking.pipeline import train_ranker
 from recsys.serving.artefacts import ArtefactStore
+from tests.integration.conftest import compose_config
 
 REPO = Path(__file__).resolve().parents[2]
+
 pytestmark = pytest.mark.integration
 
 
-def _cfg(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
-@pytest.fixture(scope="module")
-def artefacts(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stack")
-    train_ranker(_cfg(["debug=default", "candidates=default", "ranker=two_tower",
-                       "trainer.epochs=1", "ranker.export.check_on_triton=false",
-                       f"data.root={root / 'data'}"]), root / "run")
-    return root / "run" / "artefacts"
-
-
-def test_demo_starts_queries_every_surface_and_stops(artefacts):
+def test_demo_starts_queries_every_surface_and_stops(served_artefacts):
     """What `make run` ends with (runs before the module's own stack is up)."""
     proc = subprocess.run([sys.executable, "-m", "serve.demo",
-                           f"serve.artefacts_root={artefacts}", "output.top_n=3"],
+                           f"serve.artefacts_root={served_artefacts}", "output.top_n=3"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -60,11 +44,11 @@ def test_serve_without_artefacts_exits_with_a_sentence():
 
 
 @pytest.fixture(scope="module")
-def stack(artefacts):
+def stack(served_artefacts):
     from serve.stack import running_stack
 
-    cfg = _cfg([f"serve.artefacts_root={artefacts}", "serve.port=0",
-                "serve.rank_deadline_ms=200"])
+    cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.port=0",
+                          "serve.rank_deadline_ms=200"])
     with running_stack(cfg.serve) as running, httpx.Client(base_url=running.url,
                                                            timeout=30) as client:
         yield running, client
@@ -153,9 +137,10 @@ def test_metrics_have_triton_batch_counters_and_rows_per_ranker_call(stack):
     assert after["recsys_triton_inference_rows_total{ranker}"] - rows == sent
 
 
-def test_a_title_added_over_http_is_served_at_once(stack, artefacts):
+def test_a_title_added_over_http_is_served_at_once(stack, served_artefacts):
     _, client = stack
-    items = pd.read_parquet(ArtefactStore(artefacts).resolve("latest")[1] / "items.parquet")
+    bundle_dir = ArtefactStore(served_artefacts).resolve("latest")[1]
+    items = pd.read_parquet(bundle_dir / "items.parquet")
     original = items.iloc[3]
     new_id = int(items["item_id"].max()) + 1000
     title = f"{original['title']}: Extended Cut"

@@ -1,0 +1,28 @@
+"""Shared by the serving-stack tests: config composition and a small trained bundle."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from recsys.config import register_configs
+from recsys.ranking.pipeline import train_ranker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def compose_config(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def served_artefacts(tmp_path_factory) -> Path:
+    """A two-stage ranker trained on the debug data, published as a serving bundle (one per
+    test module that asks: each module runs its own stack)."""
+    root = tmp_path_factory.mktemp("served")
+    train_ranker(compose_config(["debug=default", "candidates=default", "ranker=two_tower",
+                                 "trainer.epochs=1", "ranker.export.check_on_triton=false",
+                                 f"data.root={root / 'data'}"]), root / "run")
+    return root / "run" / "artefacts"
