@@ -170,6 +170,9 @@ CONFIGS: dict[str, list[str] | None] = {
     "pipeline_triton_2_replicas": ["serve.ranker=triton", "serve.pipeline.num_replicas=2",
                                    "serve.pipeline.num_cpus=0.5"],
     "pipeline_triton_fused": ["serve.ranker=triton", "serve.topology=fused"],
+    "pipeline_triton_fused_2_replicas": ["serve.ranker=triton", "serve.topology=fused",
+                                         "serve.pipeline.num_replicas=2",
+                                         "serve.pipeline.num_cpus=0.5"],
 }
 
 

@@ -86,16 +86,22 @@ class CandidateGenerator:
         already merged gain that source's provenance, and up to its quota of new titles join;
         then the weighted RRF order. Same answer as a loop over the titles, ~10x cheaper."""
         seen = np.asarray(user.items, np.int64)
-        merged = np.empty(0, np.int64)  # in creation order
+        answered = [np.asarray(res.items, np.int64) for _, res in answers]
+        size = 1 + max([-1, *(int(a.max()) for a in answered if len(a)),
+                        *([int(seen.max())] if len(seen) else [])])
+        is_seen, is_merged = np.zeros(size, bool), np.zeros(size, bool)  # by item index
+        is_seen[seen[seen >= 0]] = True
+        merged_parts: list[np.ndarray] = []  # new titles per source, in creation order
         taken: list[tuple[int, SourceResult, np.ndarray]] = []  # (source, answer, its rows)
-        for s, res in answers:
-            items = np.asarray(res.items, np.int64)
-            rows = np.flatnonzero(~np.isin(items, seen))  # rank = position in the answer
-            old = np.isin(items[rows], merged)
+        for (s, res), items in zip(answers, answered, strict=True):
+            # rank = position in the answer; a negative index (an empty slot) is no title
+            rows = np.flatnonzero((items >= 0) & ~is_seen[np.maximum(items, 0)])
+            old = is_merged[items[rows]]
             new = rows[~old][: self.sources[names[s]].quota]
-            keep = np.sort(np.concatenate([rows[old], new]))
-            taken.append((s, res, keep))
-            merged = np.concatenate([merged, items[new]])
+            taken.append((s, res, np.sort(np.concatenate([rows[old], new]))))
+            is_merged[items[new]] = True
+            merged_parts.append(items[new])
+        merged = np.concatenate(merged_parts) if merged_parts else np.empty(0, np.int64)
         out = CandidateSet.empty(user.user_idx, names)
         n = len(merged)
         if n == 0:
