@@ -50,8 +50,14 @@ class CandidateGenerator:
     >>> cands = gen.generate(UserHistory(user_idx=7, items=seen), Context(surface="home"))
     """
 
-    def __init__(self, sources: Mapping[str, SourceSpec]) -> None:
+    def __init__(self, sources: Mapping[str, SourceSpec],
+                 positive_threshold: float | None = None) -> None:
         self.sources = dict(sources)
+        # A source fitted on positives only (``interactions == "positives"``) scored each
+        # user's positive events when its training lists were made (rating >= this; None =
+        # every event): it is given the same events here (``view``), so the lists it answers
+        # online are the ones the ranker learned from.
+        self.positive_threshold = positive_threshold
         self.timings_ms: dict[str, float] = {}  # last call's latency per source
 
     @property
@@ -64,8 +70,10 @@ class CandidateGenerator:
         failed: list[str] = []
         for s, (name, spec) in enumerate(self.sources.items()):
             start = time.perf_counter()
+            view, unexcluded = self.view(user, spec.source)
             try:
-                res = spec.source.candidates(user, context, int(spec.quota * spec.overfetch))
+                res = spec.source.candidates(view, context,
+                                             int(spec.quota * spec.overfetch) + unexcluded)
             except Exception as err:  # noqa: BLE001 - one bad source must not sink the request
                 log.warning("candidate source %s failed: %s: %s", name, type(err).__name__, err)
                 failed.append(name)
@@ -92,15 +100,21 @@ class CandidateGenerator:
         is_seen, is_merged = np.zeros(size, bool), np.zeros(size, bool)  # by item index
         is_seen[seen[seen >= 0]] = True
         merged_parts: list[np.ndarray] = []  # new titles per source, in creation order
-        taken: list[tuple[int, SourceResult, np.ndarray]] = []  # (source, answer, its rows)
+        # (source, answer, unseen answer rows, the kept positions among those = their ranks)
+        taken: list[tuple[int, SourceResult, np.ndarray, np.ndarray]] = []
         for (s, res), items in zip(answers, answered, strict=True):
-            # rank = position in the answer; a negative index (an empty slot) is no title
+            spec = self.sources[names[s]]
+            # the answer's titles the user has not seen (a negative index, an empty slot, is
+            # no title), at most the list depth the training lists had: rank = position among
+            # them, as in those lists (a source given the positives view may answer seen
+            # titles it was not told to exclude)
             rows = np.flatnonzero((items >= 0) & ~is_seen[np.maximum(items, 0)])
+            rows = rows[: int(spec.quota * spec.overfetch)]
             old = is_merged[items[rows]]
-            new = rows[~old][: self.sources[names[s]].quota]
-            taken.append((s, res, np.sort(np.concatenate([rows[old], new]))))
-            is_merged[items[new]] = True
-            merged_parts.append(items[new])
+            new = np.flatnonzero(~old)[: spec.quota]  # positions within rows
+            taken.append((s, res, rows, np.sort(np.concatenate([np.flatnonzero(old), new]))))
+            is_merged[items[rows[new]]] = True
+            merged_parts.append(items[rows[new]])
         merged = np.concatenate(merged_parts) if merged_parts else np.empty(0, np.int64)
         out = CandidateSet.empty(user.user_idx, names)
         n = len(merged)
@@ -110,12 +124,13 @@ class CandidateGenerator:
         found = np.zeros((len(names), n), bool)
         scores, ranks = np.zeros((len(names), n)), np.zeros((len(names), n), np.int64)
         because = np.full((len(names), n), NO_ITEM, np.int64)
-        for s, res, keep in taken:
+        for s, res, rows, kept in taken:
+            keep = rows[kept]  # answer positions
             items = np.asarray(res.items, np.int64)[keep]
             col = order[np.searchsorted(merged, items, sorter=order)]
             found[s, col] = True
             scores[s, col] = np.asarray(res.scores, np.float32)[keep]
-            ranks[s, col] = keep
+            ranks[s, col] = kept
             because[s, col] = np.asarray(res.because, np.int64)[keep]
         fused = np.zeros(n)
         for s, name in enumerate(names):  # source by source: the same float sums as a loop
@@ -125,6 +140,26 @@ class CandidateGenerator:
                                             scores[:, rank_order])
         out.ranks, out.because = ranks[:, rank_order], because[:, rank_order]
         return out
+
+    def view(self, user: UserHistory, source: object) -> tuple[UserHistory, int]:
+        """The history ``source`` scores from, and how many seen titles it will not exclude
+        (ask it for that many more). For a source fitted on positives, when the bundle knows
+        the threshold: the events of the titles the user rated at or above it (the training
+        matrix's rows; every event of such a title, as the content profile's weights were
+        summed offline; an event without a rating makes no title positive). Otherwise the
+        whole history."""
+        if (self.positive_threshold is None or user.ratings is None
+                or getattr(source, "interactions", None) != "positives"):
+            return user, 0
+        items = np.asarray(user.items, np.int64)
+        liked = items[np.asarray(user.ratings, np.float64) >= self.positive_threshold]
+        keep = np.isin(items, liked)
+        if keep.all():
+            return user, 0
+        view = UserHistory(user.user_idx, items[keep], np.asarray(user.ratings)[keep],
+                           None if user.timestamps is None
+                           else np.asarray(user.timestamps)[keep])
+        return view, len(np.setdiff1d(items, liked))
 
     def credit(self, user: UserHistory, candidates: list[Candidate]) -> list[Candidate]:
         """Fill the history credits that ``generate`` left out under ``Context(explain=False)``,
@@ -143,7 +178,8 @@ class CandidateGenerator:
         for name, items in wanted.items():
             start = time.perf_counter()
             try:
-                because = self.sources[name].source.credit(user, np.asarray(items, np.int64))
+                source = self.sources[name].source
+                because = source.credit(self.view(user, source)[0], np.asarray(items, np.int64))
             except Exception as err:  # noqa: BLE001 - an explanation must not sink the request
                 log.warning("credit from source %s failed: %s: %s", name, type(err).__name__,
                             err)

@@ -28,6 +28,11 @@ class SyntheticDataConfig(DataConfig):
     n_events: int = 100_000
     n_genres: int = 20
     popularity_exponent: float = 1.0
+    # event mix (shares sum to 1; only ratings carry a score for eval.positive_threshold)
+    play_share: float = 0.6
+    click_share: float = 0.25
+    rating_share: float = 0.1
+    search_share: float = 0.05
     seed: int = 42
 
 

@@ -199,7 +199,8 @@ def publish_bundle(cfg: DictConfig, run_dir: Path, dataset, train_events, servin
     sources = bundle_sources(serving.sources, retrieval, int(cfg.ranker.export.two_tower_quota))
     write_bundle(path, sources, slots, cfg.candidates.overfetch, serving.lists,
                  ranker_data.builder, serving.tables, dataset.items_by_index(), train_events,
-                 dataset.user_index.raw_ids, dataset.item_index.raw_ids, ranker_dir)
+                 dataset.user_index.raw_ids, dataset.item_index.raw_ids, ranker_dir,
+                 positive_threshold=cfg.eval.positive_threshold)
     store.publish(path)
     log.info("serving artefacts: version %s in %s", path.name, root)
     return path.name

@@ -63,8 +63,11 @@ def write_bundle(directory: Path, sources: Mapping[str, tuple[object, int]],
                  slots: Mapping[str, Mapping], overfetch: float, lists: SourceLists,
                  builder: FeatureBuilder, tables: FeatureTables, items: pd.DataFrame,
                  events: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray,
-                 ranker_dir: Path | None = None) -> Path:
-    """Write a version directory (see the module docstring); publish it separately."""
+                 ranker_dir: Path | None = None, positive_threshold: float | None = None
+                 ) -> Path:
+    """Write a version directory (see the module docstring); publish it separately.
+    ``positive_threshold``: the rating at or above which an event was a positive when the
+    sources were fitted (None: every event), so serving scores them from the same history."""
     directory = Path(directory)
     for name, (source, quota) in sources.items():
         out = directory / "sources" / name
@@ -77,7 +80,7 @@ def write_bundle(directory: Path, sources: Mapping[str, tuple[object, int]],
     (directory / "source_stats.json").write_text(json.dumps({
         "names": lists.names, "quotas": lists.quotas, "n_items": lists.n_items,
         "score_mean": lists.score_mean, "score_std": lists.score_std,
-        "merge_depth": lists.merge_depth}, indent=2))
+        "merge_depth": lists.merge_depth, "positive_threshold": positive_threshold}, indent=2))
     with open(directory / "features.pkl", "wb") as fh:
         pickle.dump(builder, fh)
     np.savez(directory / "item_tables.npz", item_ids=tables.item_ids,
@@ -112,7 +115,9 @@ def load_bundle(version: str, path: Path) -> ServingBundle:
                            np.empty((0, du), np.float32), t["item_ids"], t["item_weights"],
                            t["item_dense"])
     ids = np.load(path / "ids.npz", allow_pickle=False)
-    return ServingBundle(version, path, CandidateGenerator(specs), lists, builder, tables,
+    # bundles written before the threshold was recorded: every event (the old behaviour)
+    generator = CandidateGenerator(specs, positive_threshold=stats.get("positive_threshold"))
+    return ServingBundle(version, path, generator, lists, builder, tables,
                          pd.read_parquet(path / "items.parquet"),
                          pd.read_parquet(path / "events.parquet"), ids["user_ids"],
                          ids["item_ids"])

@@ -104,11 +104,14 @@ def loop_merge(gen, user, answers):
     merge (provenance per title, quotas of new titles, weighted RRF, stable ties)."""
     merged, fused, seen = {}, {}, set(np.asarray(user.items).tolist())
     for name, res in answers.items():
-        spec, added = gen.sources[name], 0
-        for rank, (item, score, because) in enumerate(zip(
-                res.items.tolist(), res.scores.tolist(), res.because.tolist(), strict=True)):
-            if item in seen:
+        spec, added, rank = gen.sources[name], 0, -1
+        for item, score, because in zip(res.items.tolist(), res.scores.tolist(),
+                                        res.because.tolist(), strict=True):
+            if item in seen or item < 0:
                 continue
+            rank += 1  # among the titles the user has not seen, as the training lists rank
+            if rank >= int(spec.quota * spec.overfetch):
+                break
             if item in merged:
                 merged[item].append(Provenance(name, score, rank, because))
             elif added < spec.quota:
@@ -150,3 +153,45 @@ def test_candidate_set_columns_round_trip_and_take():
     assert [c.item for c in sub.candidates] == [out.items[2], out.items[0]]
     assert sub.candidates == [out.candidates[2], out.candidates[0]]
     assert len(CandidateGenerator({}).generate(USER, Context())) == 0
+
+
+class Positives:
+    """A source fitted on positives only: answers its view's history back, best first."""
+
+    interactions = "positives"
+
+    def __init__(self):
+        self.asked = []
+
+    def candidates(self, user, context, k):
+        self.asked.append((user.items.tolist(), k))
+        items = np.array([30, 31, 5, 32, 33, 34, 35], np.int64)[:k]  # 5: seen, not positive
+        return SourceResult("pos", items, np.linspace(1, 0, len(items)).astype(np.float32),
+                            np.full(len(items), -1))  # credits come later (explain=False)
+
+    def credit(self, user, items):
+        self.asked.append((user.items.tolist(), "credit"))
+        return np.full(len(items), user.items[0], np.int64)
+
+
+def test_a_positives_source_scores_from_positive_events_and_ranks_unseen_titles():
+    """Offline, a source fitted on positives scored each user's positive events (rating >=
+    threshold) and its lists left out everything the user had seen; online it must see the
+    same events, and the merge must rank its answer the same way."""
+    src, plain = Positives(), Fixed("plain", [40, 41])
+    gen = CandidateGenerator({"pos": SourceSpec(src, quota=3, overfetch=1.0),
+                              "plain": SourceSpec(plain, quota=2)}, positive_threshold=4.0)
+    user = UserHistory(1, np.array([7, 5, 8, 9]), np.array([5.0, 2.0, np.nan, 4.0], np.float32))
+    out = gen.generate(user, Context(explain=False))
+    # positives only (5 rated 2, 8 unrated are not); asked for 3 + the 2 seen it won't exclude
+    assert src.asked[0] == ([7, 9], 5)
+    pos_items = [c.item for c in out.candidates if "pos" in c.sources]
+    assert pos_items == [30, 31, 32]  # 5 is seen: dropped, and the list stays 3 deep
+    assert {c.item: c.provenance[0].rank for c in out.candidates
+            if "pos" in c.sources} == {30: 0, 31: 1, 32: 2}
+    credited = gen.credit(user, out.candidates)
+    assert src.asked[-1] == ([7, 9], "credit")
+    assert all(p.because == 7 for c in credited for p in c.provenance if p.source == "pos")
+    # no threshold (bundles that did not record one): the whole history, as before
+    old = CandidateGenerator({"pos": SourceSpec(Positives(), quota=3, overfetch=1.0)})
+    assert old.view(user, src)[0] is user

@@ -35,6 +35,9 @@ from recsys.index.faiss_index import VectorIndex
 
 class ContentSource:
     name = "content"
+    # profiles come from the training matrix's positives (``score``); serving gives
+    # ``candidates`` the same events (``CandidateGenerator.view``)
+    interactions = "positives"
 
     def __init__(self, factory: str = "Flat", metric: str = "cosine", nprobe: int = 16,
                  ef_search: int = 128, half_life_days: float | None = 365.0,
