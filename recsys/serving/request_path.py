@@ -119,7 +119,9 @@ class RecommendationPipeline:
         self.generators = {}
         for surface, names in self.params.surface_sources.items():
             chosen = list(sources) if names is None else [n for n in names if n in sources]
-            self.generators[surface] = CandidateGenerator({n: sources[n] for n in chosen})
+            self.generators[surface] = CandidateGenerator(
+                {n: sources[n] for n in chosen},
+                positive_threshold=bundle.generator.positive_threshold)
         self._prefill_user_rows()
 
     # -- the request ----------------------------------------------------------------------

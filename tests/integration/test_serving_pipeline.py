@@ -304,9 +304,9 @@ def test_online_source_ranks_equal_the_training_lists(rated_bundle):
     from recsys.ranking.source_features import source_lists
 
     bundle = rated_bundle
-    gen = bundle.generator
-    assert gen.positive_threshold == 4.0  # recorded by the ranker job (eval.positive_threshold)
+    assert bundle.generator.positive_threshold == 4.0  # the ranker job's eval threshold
     store = InMemoryUserStore.from_events(bundle.events, bundle.items)
+    gen = RecommendationPipeline(bundle, store, None).generators["home"]  # what serves
     n_users, n_items = len(bundle.user_ids), len(bundle.item_ids)
     ev = bundle.events
     pos = interaction_matrix(positives(ev, gen.positive_threshold), n_users, n_items)
