@@ -82,3 +82,22 @@ def test_bad_command_lines_fail_with_one_line(args, expected):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_config_becomes_ray_serve_deployment_options():
+    """What a platform team sets in configs/serve reaches Ray Serve: replicas or autoscaling,
+    queue bounds, CPUs, and the per-request access log (on for the router, off for the
+    internal pipeline hop by default)."""
+    from serve.app import deployment_options
+
+    cfg = _compose(["serve.pipeline.autoscaling.enabled=true",
+                    "serve.pipeline.autoscaling.max_replicas=4",
+                    "serve.router.max_queued_requests=7"]).serve
+    router, pipeline = deployment_options(cfg.router), deployment_options(cfg.pipeline)
+    assert router["num_replicas"] == 1 and router["max_queued_requests"] == 7
+    assert router["logging_config"] == {"enable_access_log": True}
+    assert pipeline["logging_config"] == {"enable_access_log": False}
+    assert "num_replicas" not in pipeline
+    assert pipeline["autoscaling_config"]["max_replicas"] == 4
+    assert pipeline["ray_actor_options"] == {"num_cpus": 1.0}
+    assert cfg.topology == "split" and cfg.throughput_optimized is True
