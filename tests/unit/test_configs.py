@@ -16,7 +16,7 @@ from recsys.config.overrides import expand_sweeps, user_overrides
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 GROUPS = ["data", "model", "index", "candidates", "split", "trainer", "logger", "experiment",
-          "debug"]
+          "serve", "debug"]
 
 
 def _compose(overrides):
@@ -101,3 +101,11 @@ def test_serve_config_becomes_ray_serve_deployment_options():
     assert pipeline["autoscaling_config"]["max_replicas"] == 4
     assert pipeline["ray_actor_options"] == {"num_cpus": 1.0}
     assert cfg.topology == "split" and cfg.throughput_optimized is True
+
+
+def test_fast_serve_preset_is_the_default_plus_its_shape():
+    fast, default = _compose(["serve=fast"]).serve, _compose([]).serve
+    assert (fast.topology, fast.ingress) == ("fused", "haproxy")
+    assert fast.pipeline.num_replicas == 2 and fast.pipeline.num_cpus == 0.5
+    assert fast.rerank == default.rerank and fast.rank_deadline_ms == default.rank_deadline_ms
+    assert (default.topology, default.ingress) == ("split", "proxy")
