@@ -42,6 +42,11 @@ class SourceSpec:
     overfetch: float = 2.0  # ask for quota * overfetch so duplicates do not eat the quota
     weight: float = 1.0  # trust in this source's ranking, for the merge order
 
+    @property
+    def depth(self) -> int:
+        """Titles asked of the source: the depth of its training lists, too."""
+        return int(self.quota * self.overfetch)
+
 
 class CandidateGenerator:
     """Runs sources in order; see the module docstring for the merge rules.
@@ -68,12 +73,12 @@ class CandidateGenerator:
         names = list(self.sources)
         answers: list[tuple[int, SourceResult]] = []  # (source row, its answer)
         failed: list[str] = []
+        positives = self._positives(user)  # once per request, for every source that needs it
         for s, (name, spec) in enumerate(self.sources.items()):
             start = time.perf_counter()
-            view, unexcluded = self.view(user, spec.source)
+            view, unexcluded = self.view(user, spec.source, positives)
             try:
-                res = spec.source.candidates(view, context,
-                                             int(spec.quota * spec.overfetch) + unexcluded)
+                res = spec.source.candidates(view, context, spec.depth + unexcluded)
             except Exception as err:  # noqa: BLE001 - one bad source must not sink the request
                 log.warning("candidate source %s failed: %s: %s", name, type(err).__name__, err)
                 failed.append(name)
@@ -109,7 +114,7 @@ class CandidateGenerator:
             # them, as in those lists (a source given the positives view may answer seen
             # titles it was not told to exclude)
             rows = np.flatnonzero((items >= 0) & ~is_seen[np.maximum(items, 0)])
-            rows = rows[: int(spec.quota * spec.overfetch)]
+            rows = rows[: spec.depth]
             old = is_merged[items[rows]]
             new = np.flatnonzero(~old)[: spec.quota]  # positions within rows
             taken.append((s, res, rows, np.sort(np.concatenate([np.flatnonzero(old), new]))))
@@ -141,15 +146,21 @@ class CandidateGenerator:
         out.ranks, out.because = ranks[:, rank_order], because[:, rank_order]
         return out
 
-    def view(self, user: UserHistory, source: object) -> tuple[UserHistory, int]:
+    def view(self, user: UserHistory, source: object,
+             positives: tuple[UserHistory, int] | None = None) -> tuple[UserHistory, int]:
         """The history ``source`` scores from, and how many seen titles it will not exclude
-        (ask it for that many more). For a source fitted on positives, when the bundle knows
-        the threshold: the events of the titles the user rated at or above it (the training
-        matrix's rows; every event of such a title, as the content profile's weights were
-        summed offline; an event without a rating makes no title positive). Otherwise the
-        whole history."""
-        if (self.positive_threshold is None or user.ratings is None
-                or getattr(source, "interactions", None) != "positives"):
+        (ask it for that many more): ``_positives`` for a source fitted on positives (pass it
+        in when several sources share it), otherwise the whole history."""
+        if getattr(source, "interactions", None) != "positives":
+            return user, 0
+        return positives if positives is not None else self._positives(user)
+
+    def _positives(self, user: UserHistory) -> tuple[UserHistory, int]:
+        """When the bundle knows the threshold: the events of the titles the user rated at or
+        above it (the training matrix's rows; every event of such a title, as the content
+        profile's weights were summed offline; an event without a rating makes no title
+        positive), and how many seen titles that leaves out. Otherwise the whole history."""
+        if self.positive_threshold is None or user.ratings is None:
             return user, 0
         items = np.asarray(user.items, np.int64)
         liked = items[np.asarray(user.ratings, np.float64) >= self.positive_threshold]
@@ -175,11 +186,13 @@ class CandidateGenerator:
                 if prov.because < 0 and prov.source in crediting:
                     wanted.setdefault(prov.source, []).append(cand.item)
         credits: dict[tuple[str, int], int] = {}
+        positives = self._positives(user)
         for name, items in wanted.items():
             start = time.perf_counter()
             try:
                 source = self.sources[name].source
-                because = source.credit(self.view(user, source)[0], np.asarray(items, np.int64))
+                because = source.credit(self.view(user, source, positives)[0],
+                                        np.asarray(items, np.int64))
             except Exception as err:  # noqa: BLE001 - an explanation must not sink the request
                 log.warning("credit from source %s failed: %s: %s", name, type(err).__name__,
                             err)
