@@ -264,7 +264,7 @@ def main() -> None:
     from recsys.runtime.ray_local import local_ray
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
-    from serve.stack import THROUGHPUT_ENV, haproxy_env, running_stack
+    from serve.stack import ray_serve_env, running_stack
 
     bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
     counts = bundle.events["user_idx"].value_counts()
@@ -284,9 +284,7 @@ def main() -> None:
             continue
         print(f"no-op Ray Serve floor, {hops} deployment(s), {ingress}", flush=True)
         # the same Ray Serve mode as the stack (serve.throughput_optimized)
-        mode = dict(THROUGHPUT_ENV) if serve_cfg.throughput_optimized else {}
-        if ingress == "haproxy":
-            mode.update(haproxy_env("127.0.0.1"))
+        mode = ray_serve_env(serve_cfg.throughput_optimized, ingress, "127.0.0.1")
         with scoped_environ(mode), local_ray():
             port = free_port()
             serve.start(http_options={"host": "127.0.0.1", "port": port})

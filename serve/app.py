@@ -143,18 +143,20 @@ class InProcess:
     ``Pipeline`` deployment's handle is: ``await pipeline.recommend.remote(...)``."""
 
     def __init__(self, *pipeline_args: Any) -> None:
-        self._pipeline = Pipeline.func_or_class(*pipeline_args)
+        pipeline = Pipeline.func_or_class(*pipeline_args)
+        for name in ("recommend", "similar", "add_titles", "ready"):  # the router's calls
+            setattr(self, name, _Remote(getattr(pipeline, name)))
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._pipeline, name)
 
-        class _Remote:
-            @staticmethod
-            async def remote(*args: Any) -> Any:
-                out = method(*args)
-                return await out if hasattr(out, "__await__") else out
+class _Remote:
+    """``.remote(*args)`` awaitable for a local method, sync or async."""
 
-        return _Remote
+    def __init__(self, method: Any) -> None:
+        self.method = method
+
+    async def remote(self, *args: Any) -> Any:
+        out = self.method(*args)
+        return await out if hasattr(out, "__await__") else out
 
 
 @serve.deployment

@@ -23,10 +23,10 @@ from recsys.serving.artefacts import ArtefactStore
 
 log = logging.getLogger(__name__)
 
-# Ray Serve's throughput mode, with direct ingress off so the proxy keeps serving host:port
-# (direct ingress moves HTTP onto each ingress replica's own port, 30000+, for HAProxy).
 TOPOLOGIES = ("split", "fused")
 INGRESSES = ("proxy", "haproxy")
+# Ray Serve's throughput mode, with direct ingress off so the proxy keeps serving host:port
+# (direct ingress moves HTTP onto each ingress replica's own port, 30000+, for HAProxy).
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
 
@@ -47,12 +47,11 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
     from recsys.runtime.tritonserver import tritonserver
     from serve.app import Pipeline, Router, deployment_options
 
-    if cfg.topology not in TOPOLOGIES:
-        raise RecsysError(f"serve.topology must be one of {', '.join(TOPOLOGIES)}, "
-                          f"got {cfg.topology!r}")
-    if cfg.ingress not in INGRESSES:
-        raise RecsysError(f"serve.ingress must be one of {', '.join(INGRESSES)}, "
-                          f"got {cfg.ingress!r}")
+    for knob, value, allowed in (("topology", cfg.topology, TOPOLOGIES),
+                                 ("ingress", cfg.ingress, INGRESSES)):
+        if value not in allowed:
+            raise RecsysError(f"serve.{knob} must be one of {', '.join(allowed)}, "
+                              f"got {value!r}")
     if not cfg.artefacts_root:
         raise RecsysError("serve.artefacts_root is not set: point it at a ranker run's "
                           "artefacts folder (python train.py experiment=... writes one)")
@@ -63,11 +62,9 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
               "rerank": OmegaConf.to_container(cfg.rerank)}
     port = int(cfg.port) or free_port(cfg.host)
     with contextlib.ExitStack() as stack:
-        if cfg.throughput_optimized:  # before Ray starts: its processes inherit them
-            stack.enter_context(scoped_environ({k: os.environ.get(k, v)
-                                                for k, v in THROUGHPUT_ENV.items()}))
-        if cfg.ingress == "haproxy":
-            stack.enter_context(scoped_environ(haproxy_env(cfg.host)))
+        # before Ray starts: its processes inherit them
+        stack.enter_context(scoped_environ(ray_serve_env(cfg.throughput_optimized, cfg.ingress,
+                                                         cfg.host)))
         triton = None
         if cfg.ranker == "triton":
             triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
@@ -92,11 +89,18 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
 
 
 
-def haproxy_env(host: str) -> dict[str, str]:
-    """Ray Serve's HAProxy ingress (it implies direct ingress: each ingress replica serves
-    HTTP itself, on a port from 30000, behind HAProxy on ``serve.port``), with free ports for
-    HAProxy's stats and metrics listeners instead of the fixed 8404 / 9101, so two stacks on
-    one machine do not collide."""
-    stats, metrics = free_ports(2, host)
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)}
+def ray_serve_env(throughput_optimized: bool, ingress: str, host: str) -> dict[str, str]:
+    """The Ray Serve mode as environment variables for Ray's processes: throughput mode (a
+    value the caller already exported wins), and for ``ingress="haproxy"`` Ray's HAProxy
+    ingress (it implies direct ingress: each ingress replica serves HTTP itself, on a port
+    from 30000, behind HAProxy on ``serve.port``), with free ports for HAProxy's stats and
+    metrics listeners instead of the fixed 8404 / 9101, so two stacks on one machine do not
+    collide."""
+    env = ({k: os.environ.get(k, v) for k, v in THROUGHPUT_ENV.items()}
+           if throughput_optimized else {})
+    if ingress == "haproxy":
+        stats, metrics = free_ports(2, host)
+        env.update({"RAY_SERVE_ENABLE_HA_PROXY": "1",
+                    "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+                    "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
+    return env

@@ -182,9 +182,7 @@ class RecommendationPipeline:
         lap("rank")
         top = rerank(kept.items, scores, req.n, self.catalog, self.params.rerank)
         lap("rerank")
-        row = {item: j for j, item in enumerate(kept.items.tolist())}
-        shown = generator.credit(history, kept.take(
-            np.array([row[i] for i in top.items.tolist()], np.int64)).candidates)
+        shown = generator.credit(history, kept.take(top.rows).candidates)
         recs = [Recommendation(int(self.bundle.item_ids[c.item]), self.catalog.titles[c.item],
                                float(s), reason(c.provenance, self.catalog.titles, req.surface,
                                                 req.query), c.sources)

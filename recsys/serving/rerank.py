@@ -42,6 +42,7 @@ class RerankResult:
     items: np.ndarray  # (<= n,) item indices in display order
     scores: np.ndarray  # their (boosted) scores
     relaxed: bool  # the quota could not be met with the candidates given
+    rows: np.ndarray  # (<= n,) their positions in the ``items`` given
 
 
 def rerank(items: np.ndarray, scores: np.ndarray, n: int, catalog: ItemCatalog,
@@ -80,7 +81,7 @@ def rerank(items: np.ndarray, scores: np.ndarray, n: int, catalog: ItemCatalog,
         taken = set(chosen)
         chosen += [p for p in order if p not in taken][: n - len(chosen)]
     idx = np.array(chosen, np.int64)
-    return RerankResult(items[idx], scores[idx].astype(np.float32), relaxed)
+    return RerankResult(items[idx], scores[idx].astype(np.float32), relaxed, idx)
 
 
 def _recent(items, catalog: ItemCatalog, years: int, now_year: float | None) -> np.ndarray:
