@@ -277,3 +277,30 @@ def as_gather_model(model: TwoTowerRanker) -> TwoTowerRanker:
     dense = {k: v for k, v in model.state_dict().items() if not k.startswith("sparse_arch.")}
     out.load_state_dict(dense, strict=False)
     return out.eval()
+
+
+def _widths(state: dict[str, torch.Tensor], prefix: str) -> list[int]:
+    """Output widths of the ``nn.Linear`` layers of an ``mlp`` in ``state``, in order."""
+    layers = sorted((int(k[len(prefix):].split(".")[0]), v.shape[0]) for k, v in state.items()
+                    if k.startswith(prefix) and k.endswith(".weight"))
+    return [width for _, width in layers]
+
+
+def ranker_from_state(layout: FeatureLayout, state: dict[str, torch.Tensor]) -> TwoTowerRanker:
+    """The export-arch ranker from a saved ``state_dict`` (the bundle's ``ranker_state.pt``).
+
+    The layer widths are read off the weights, so any host with plain PyTorch (a GPU box without
+    TorchRec, a benchmark) gets the trained model back without the training config.
+    """
+    prefix = "sparse_arch.tables."
+    tables = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    missing = sorted({t.name for t in layout.tables} - set(tables))
+    if missing:
+        raise ValueError(f"state has no gather-arch tables for {missing} (keys like "
+                         f"'{prefix}<table>'); save the model returned by as_gather_model")
+    interaction = _widths(state, "interaction.")
+    params = ModelParams(_widths(state, "user_tower."), _widths(state, "dense_arch."),
+                         interaction[:-1], "gather")
+    model = TwoTowerRanker(layout, params, tables=tables)
+    model.load_state_dict(state)
+    return model.eval()

@@ -214,6 +214,8 @@ def export_ranker(model: TwoTowerRanker, ranker_data, serving, cfg: DictConfig,
     from recsys.runtime.triton_repo import write_model_repository
 
     e = cfg.ranker.export
+    if e.instance_kind not in ("cpu", "gpu"):  # before minutes of export, not after
+        raise RecsysError(f"ranker.export.instance_kind={e.instance_kind} is not one of cpu, gpu")
     out.mkdir(parents=True, exist_ok=True)
     (out / "layout.json").write_text(ranker_data.layout.to_json())
     with open(out / "features.pkl", "wb") as fh:
@@ -242,6 +244,7 @@ def export_ranker(model: TwoTowerRanker, ranker_data, serving, cfg: DictConfig,
                            preferred_batch_sizes=list(e.preferred_batch_sizes),
                            max_queue_delay_us=e.max_queue_delay_us,
                            max_queue_size=e.max_queue_size, instance_count=e.instance_count,
+                           kind=e.instance_kind,
                            num_threads=e.num_threads)
     result: dict[str, Any] = {"exported": sorted(files), "triton_repository": str(repo)}
     if e.check_on_triton:

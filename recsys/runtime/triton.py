@@ -19,17 +19,21 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
-from recsys import RecsysError
 from recsys.runtime.ports import LOCALHOST, free_ports
 from recsys.runtime.procs import child_pids, cmdline, reap
+from recsys.runtime.triton_handle import (  # re-exported: the names callers import from here
+    TritonHandle,
+    TritonStartError,
+    check_numpy_for_stub,
+    ensure_libpython_on_ld_path,
+)
 
 __all__ = [
     "DynamicBatcher", "ModelBinding", "ModelConfig", "Tensor", "TritonHandle", "TritonStartError",
@@ -37,10 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class TritonStartError(RecsysError):
-    """The server or one of its models did not become ready (message ends with a log excerpt)."""
 
 
 @dataclass(frozen=True)
@@ -61,75 +61,6 @@ class ModelBinding:
         return ModelConfig(
             max_batch_size=self.max_batch_size,
             batcher=DynamicBatcher(max_queue_delay_microseconds=self.max_queue_delay_us),
-        )
-
-
-@dataclass
-class TritonHandle:
-    """A running server: where to reach it and how to read its logs."""
-
-    host: str
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    models: tuple[str, ...]
-    log_path: Path
-    pid: int | None = None
-    _server: Any = field(default=None, repr=False)  # pytriton's TritonServer process wrapper
-
-    @property
-    def grpc_url(self) -> str:
-        """``host:port`` as ``tritonclient.grpc.InferenceServerClient`` expects it."""
-        return f"{self.host}:{self.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        """Triton's Prometheus text (``nv_inference_count``, ``nv_inference_exec_count``...)."""
-        return f"http://{self.host}:{self.metrics_port}/metrics"
-
-    def grpc_client(self) -> Any:
-        """A new gRPC client: one per thread (tritonclient clients are not shared safely)."""
-        import tritonclient.grpc as grpcclient
-
-        return grpcclient.InferenceServerClient(self.grpc_url)
-
-    def is_alive(self) -> bool:
-        return self._server is not None and self._server.is_alive()
-
-    def log_tail(self, lines: int = 15) -> str:
-        """Last server log lines (file log plus the process's own stdout), for error messages."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        if self._server is not None:
-            text += self._server.logs()
-        return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def ensure_libpython_on_ld_path() -> str | None:
-    """Put this interpreter's libpython directory first on LD_LIBRARY_PATH (in ``os.environ``).
-
-    PyTriton's Python-backend stub links ``libpython3.x.so``; without this the system's copy
-    (another patch release) is loaded against our stdlib and model loading fails with
-    ``'_thread.RLock' object has no attribute '_recursion_count'``. Returns the directory added.
-    """
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if not libdir or not Path(libdir).is_dir():
-        return None
-    parts = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-    if not parts or parts[0] != libdir:
-        rest = [p for p in parts if p != libdir]
-        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *rest])
-    return libdir
-
-
-def _check_numpy() -> None:
-    if int(np.__version__.split(".")[0]) >= 2:
-        raise TritonStartError(
-            f"numpy {np.__version__} is installed but PyTriton 0.7 needs numpy<2 "
-            "(under numpy 2 the server answers every request with an empty tensor)"
         )
 
 
@@ -247,7 +178,7 @@ def triton_server(
     bindings = [bindings] if isinstance(bindings, ModelBinding) else list(bindings)
     if not bindings:
         raise ValueError("triton_server needs at least one ModelBinding")
-    _check_numpy()
+    check_numpy_for_stub()
     ensure_libpython_on_ld_path()
     own_dir = log_dir is None
     log_dir = Path(tempfile.mkdtemp(prefix="recsys-triton-")) if log_dir is None else log_dir

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.util
 import logging
 import os
 import re
@@ -42,7 +43,12 @@ from pathlib import Path
 
 from recsys.runtime.ports import LOCALHOST, free_ports
 from recsys.runtime.procs import child_pids, cmdline, reap
-from recsys.runtime.triton import TritonHandle, TritonStartError, ensure_libpython_on_ld_path
+from recsys.runtime.triton_handle import (
+    TritonHandle,
+    TritonStartError,
+    check_numpy_for_stub,
+    ensure_libpython_on_ld_path,
+)
 
 __all__ = ["STUB", "TritonHandle", "TritonStartError", "pytriton_dist", "tritonserver"]
 
@@ -52,18 +58,23 @@ STUB = "triton_python_backend_stub"
 
 
 def pytriton_dist() -> Path:
-    """``<site-packages>/pytriton/tritonserver``: the binary, backends and per-Python stubs."""
-    try:
-        import pytriton
-    except ImportError as exc:
-        raise TritonStartError("nvidia-pytriton is not installed (it ships tritonserver)") from exc
-    return Path(pytriton.__file__).parent / "tritonserver"
+    """``<site-packages>/pytriton/tritonserver``: the binary, backends and per-Python stubs.
+
+    Found without importing ``pytriton`` (its ``__init__`` pulls in PyTriton's whole client stack,
+    zmq and gevent included), since serving a repository needs only the wheel's files.
+    """
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonStartError("nvidia-pytriton is not installed (it ships tritonserver)")
+    return Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
 
 
 def _bundled_libs() -> Path:
-    from pytriton.utils.distribution import get_libs_path
-
-    return Path(get_libs_path())
+    """The wheel's vendored libraries (auditwheel's ``nvidia_pytriton.libs`` beside the package;
+    ``tritonserver/external_libs`` in an editable install), as PyTriton's ``get_libs_path``."""
+    dist = pytriton_dist()
+    wheel = dist.parent.parent / "nvidia_pytriton.libs"
+    return wheel if wheel.is_dir() else dist / "external_libs"
 
 
 def _prepare_backends(workspace: Path) -> Path:
@@ -213,6 +224,7 @@ def tritonserver(
     """
     repo_dir = Path(repo_dir).resolve()
     models = _models(repo_dir)
+    check_numpy_for_stub()  # the stub runs under this interpreter (see server_env)
     dist = pytriton_dist()
     with contextlib.ExitStack() as stack:
         workspace = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-tis-")))

@@ -175,3 +175,34 @@ def test_serving_ranker_scores_each_user_once_and_equals_row_by_row(tmp_path):
     with torch.inference_mode():
         torch.testing.assert_close(served(**rows), torch.sigmoid(model(**rows)[0]).unsqueeze(-1),
                                    rtol=0, atol=1e-6)
+
+
+def test_ranker_from_state_rebuilds_the_saved_model():
+    """A bundle's ranker_state.pt loads back with its widths read off the weights (no config),
+    and scores exactly as the model that was saved; a non-gather state is refused by name."""
+    from recsys.ranking.model import ranker_from_state
+
+    layout = toy_layout()
+    torch.manual_seed(1)
+    params = ModelParams([24, 12], [10, 6], [9, 5], "gather")
+    model = as_gather_model(TwoTowerRanker(layout, params))
+    loaded = ranker_from_state(layout, model.state_dict())
+    assert loaded.params == params
+    rows = random_inputs(layout, 16, seed=2)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(**rows)[0], model(**rows)[0], rtol=0, atol=0)
+    bags = TwoTowerRanker(layout, ModelParams(**SMALL, sparse_arch="embedding_bag"))
+    with pytest.raises(ValueError, match="gather-arch tables"):
+        ranker_from_state(layout, bags.state_dict())
+
+
+def test_export_refuses_an_unknown_instance_kind_before_writing(tmp_path):
+    from omegaconf import OmegaConf
+
+    from recsys import RecsysError
+    from recsys.ranking.pipeline import export_ranker
+
+    cfg = OmegaConf.create({"ranker": {"export": {"instance_kind": "tpu"}}})
+    with pytest.raises(RecsysError, match="ranker.export.instance_kind=tpu is not one of cpu"):
+        export_ranker(None, None, None, cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
