@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -43,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from recsys.device import hardware  # noqa: E402
+from recsys.ranking.export import time_calls  # noqa: E402
 from recsys.ranking.layout import PAD, FeatureLayout  # noqa: E402
 from recsys.ranking.model import ServingRanker, ranker_from_state  # noqa: E402
 
@@ -55,19 +55,8 @@ def devices() -> list[str]:
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
-def timed(fn: Callable[[], Any], repeats: int, warmup: int) -> dict[str, float]:
-    """Median / p90 / min of ``repeats`` calls in ms, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    samples.sort()
-    return {"median_ms": round(statistics.median(samples), 3),
-            "p90_ms": round(samples[int(0.9 * (len(samples) - 1))], 3),
-            "min_ms": round(samples[0], 3), "repeats": repeats}
+def rounded(stats: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in stats.items()}
 
 
 def sync(device: str) -> None:
@@ -126,11 +115,11 @@ def bench_ranker(ranker_dir: Path, rows: int, repeats: int) -> dict[str, Any]:
                 diff = float(np.abs(scores - reference).max())
             else:
                 diff = None
-            stats = timed(call, repeats, warmup=5)
+            stats = rounded(time_calls(call, repeats, warmup=5))
             n = len(arrays["ids"])
             out["results"].append({
                 "device": device, "batch": shape, "rows": n, **stats,
-                "rows_per_s": round(n / stats["median_ms"] * 1e3),
+                "rows_per_s": round(n / stats["p50_ms"] * 1e3),
                 "max_abs_diff_vs_cpu": diff})
     served.to("cpu")
     return out
@@ -176,24 +165,12 @@ def _in_flight(handle: Any, arrays: dict[str, np.ndarray], requests: int, in_fli
     return sorted(latencies), errors, time.perf_counter() - t0
 
 
-def _batch_counters(handle: Any) -> tuple[float, float]:
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(handle.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    values = {"nv_inference_count": 0.0, "nv_inference_exec_count": 0.0}
-    for line in text.splitlines():
-        for name in values:
-            if line.startswith(name + "{"):
-                values[name] += float(line.rsplit(" ", 1)[1])
-    return values["nv_inference_count"], values["nv_inference_exec_count"]
-
-
 def bench_triton(ranker_dir: Path, rows: int, requests: int) -> dict[str, Any]:
     from recsys.ranking.export import InputSpec, export_torchscript
+    from recsys.runtime.triton_client import infer
     from recsys.runtime.triton_repo import write_model_repository
     from recsys.runtime.tritonserver import tritonserver
+    from scripts.bench_serving import prom, triton_batch
 
     layout, served = load_served_ranker(ranker_dir)
     arrays = request_rows(layout, 1, rows)
@@ -212,18 +189,16 @@ def bench_triton(ranker_dir: Path, rows: int, requests: int) -> dict[str, Any]:
                                    preferred_batch_sizes=[rows, 4 * rows],
                                    max_queue_size=64, num_threads=1 if kind == "cpu" else 0)
             with tritonserver(repo, timeout_s=120) as handle:
-                from recsys.runtime.triton_client import infer
-
                 client = handle.grpc_client()
                 got = infer(client, "ranker", arrays)
                 client.close()
                 diff = float(np.abs(got.reshape(want.shape) - want).max())
                 for in_flight in (1, IN_FLIGHT):
                     _in_flight(handle, arrays, 8 * in_flight, in_flight)  # warm-up, see below
-                    before = _batch_counters(handle)
+                    before = prom(handle.metrics_url)
                     latencies, errors, wall = _in_flight(handle, arrays, requests, in_flight)
-                    after = _batch_counters(handle)
-                    executions = after[1] - before[1]
+                    after = prom(handle.metrics_url)
+                    rows_per_execution = triton_batch(before, after)
                     out["results"].append({
                         "instance": f"KIND_{kind.upper()}", "in_flight": in_flight,
                         "requests": len(latencies), "errors": len(errors),
@@ -232,9 +207,8 @@ def bench_triton(ranker_dir: Path, rows: int, requests: int) -> dict[str, Any]:
                         "p99_ms": (round(latencies[int(0.99 * (len(latencies) - 1))], 2)
                                    if latencies else None),
                         "requests_per_s": round(len(latencies) / wall, 1),
-                        "mean_requests_per_execution": (round((after[0] - before[0])
-                                                              / executions / rows, 2)
-                                                        if executions else None),
+                        "mean_requests_per_execution": (round(rows_per_execution / rows, 2)
+                                                        if rows_per_execution else None),
                         "max_abs_diff_vs_eager_cpu": diff})
     out["numpy"] = np.__version__
     return out
@@ -262,9 +236,10 @@ def bench_ease(repeats: int) -> dict[str, Any]:
             sync(device)
             del model
 
-        stats = timed(fit, repeats, warmup=1)
+        stats = rounded(time_calls(fit, repeats, warmup=1))
         model = EASE(l2=500.0, device=device).fit(train)
-        score = timed(lambda model=model: model.score(users, train), repeats * 3, warmup=2)
+        score = rounded(time_calls(lambda model=model: model.score(users, train), repeats * 3,
+                                   warmup=2))
         out["results"].append({"device": device, "fit": stats,
                                f"score_{len(users)}_users": score})
     return out
@@ -279,7 +254,8 @@ def bench_als(repeats: int) -> dict[str, Any]:
         def fit(device=device) -> None:
             ALS(factors=128, iterations=15, backend="torch", device=device).fit(train)
 
-        out["results"].append({"device": device, "fit": timed(fit, repeats, warmup=1)})
+        out["results"].append({"device": device,
+                               "fit": rounded(time_calls(fit, repeats, warmup=1))})
     return out
 
 
@@ -300,11 +276,11 @@ def machine() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def speedups(results: list[dict[str, Any]], key: str, group: str) -> dict[str, float]:
-    """CPU median / CUDA median per group (e.g. per batch shape)."""
-    by = {(r[group], r["device"]): r[key] if isinstance(r[key], (int, float))
-          else r[key]["median_ms"] for r in results}
-    return {g: round(by[(g, "cpu")] / by[(g, "cuda")], 1) for g, d in by if d == "cuda"}
+def speedups(results: list[dict[str, Any]]) -> dict[str, float]:
+    """CPU p50 / CUDA p50 per batch shape."""
+    p50 = {(r["batch"], r["device"]): r["p50_ms"] for r in results}
+    return {batch: round(p50[(batch, "cpu")] / p50[(batch, "cuda")], 1)
+            for batch, device in p50 if device == "cuda"}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -321,12 +297,12 @@ def markdown(report: dict[str, Any]) -> str:
     if "ranker" in sections and "results" in sections["ranker"]:
         r = sections["ranker"]
         lines += [f"## Served ranker, eager PyTorch ({r['rows_per_request']} rows per request)",
-                  "", "| device | batch | rows | median ms | p90 ms | rows/s "
+                  "", "| device | batch | rows | p50 ms | p90 ms | rows/s "
                   "| max abs diff vs CPU |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for x in r["results"]:
             diff = "" if x["max_abs_diff_vs_cpu"] is None else f"{x['max_abs_diff_vs_cpu']:.1e}"
-            lines.append(f"| {x['device']} | {x['batch']} | {x['rows']} | {x['median_ms']} | "
+            lines.append(f"| {x['device']} | {x['batch']} | {x['rows']} | {x['p50_ms']} | "
                          f"{x['p90_ms']} | {x['rows_per_s']:,} | {diff} |")
         lines.append("")
     if "triton" in sections and "results" in sections["triton"]:
@@ -352,13 +328,13 @@ def markdown(report: dict[str, Any]) -> str:
             r = sections[name]
             lines += [f"## {title} on ml-latest-small positives ({r['matrix'][0]:,} x "
                       f"{r['matrix'][1]:,}, {r['nnz']:,} entries)", "",
-                      "| device | fit median ms | fit min ms |"
+                      "| device | fit p50 ms | fit min ms |"
                       + (" score 256 users ms |"
                                                                  if name == "ease" else ""),
                       "|---|---:|---:|" + ("---:|" if name == "ease" else "")]
             for x in r["results"]:
-                extra = (f" {x['score_256_users']['median_ms']} |" if name == "ease" else "")
-                lines.append(f"| {x['device']} | {x['fit']['median_ms']} | "
+                extra = (f" {x['score_256_users']['p50_ms']} |" if name == "ease" else "")
+                lines.append(f"| {x['device']} | {x['fit']['p50_ms']} | "
                              f"{x['fit']['min_ms']} |{extra}")
             lines.append("")
     for name, section in sections.items():
@@ -418,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             report["sections"][name] = {**section, "merged_from": other["machine"]}
     ranker = report["sections"].get("ranker", {})
     if "results" in ranker and torch.cuda.is_available():
-        report["speedup"] = speedups(ranker["results"], "median_ms", "batch")
+        report["speedup"] = speedups(ranker["results"])
     (args.out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "gpu.md").write_text(markdown(report) + "\n")
     print(markdown(report))

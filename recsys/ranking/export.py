@@ -28,7 +28,7 @@ from recsys import RecsysError
 
 __all__ = [
     "ATOL", "ExportError", "InputSpec", "TensorSpec", "export_onnx", "export_torchscript",
-    "load_torchscript", "measure_formats", "onnx_session", "ordered_args",
+    "load_torchscript", "measure_formats", "onnx_session", "ordered_args", "time_calls",
 ]
 
 ATOL = 1e-5  # exported scores must match eager within this (probabilities, float32)
@@ -252,7 +252,9 @@ def export_onnx(
     return path
 
 
-def _timings(fn: Callable[[], Any], repeats: int, warmup: int) -> dict[str, float]:
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int) -> dict[str, float]:
+    """p50 / p90 / mean / min of ``repeats`` timed calls of ``fn`` in ms, after ``warmup`` untimed
+    ones (``fn`` must block until its work is done, e.g. copy a GPU result back)."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -263,7 +265,7 @@ def _timings(fn: Callable[[], Any], repeats: int, warmup: int) -> dict[str, floa
     samples.sort()
     return {"p50_ms": statistics.median(samples),
             "p90_ms": samples[min(len(samples) - 1, int(0.9 * len(samples)))],
-            "mean_ms": statistics.fmean(samples)}
+            "mean_ms": statistics.fmean(samples), "min_ms": samples[0]}
 
 
 @contextlib.contextmanager
@@ -316,7 +318,7 @@ def measure_formats(
                 "onnxruntime": lambda f=feed: session.run(None, f),
             }
             for fmt, fn in runners.items():
-                stats = _timings(fn, repeats, warmup)
+                stats = time_calls(fn, repeats, warmup)
                 stats["rows_per_s"] = batch / (stats["p50_ms"] / 1e3)
                 results[fmt][batch] = stats
     return results

@@ -211,11 +211,12 @@ def export_ranker(model: TwoTowerRanker, ranker_data, serving, cfg: DictConfig,
     """TorchScript and/or ONNX files, the Triton repository, and the check on a real Triton."""
     from recsys.ranking.batches import gather
     from recsys.ranking.export import InputSpec, export_onnx, export_torchscript
-    from recsys.runtime.triton_repo import write_model_repository
+    from recsys.runtime.triton_repo import KINDS, write_model_repository
 
     e = cfg.ranker.export
-    if e.instance_kind not in ("cpu", "gpu"):  # before minutes of export, not after
-        raise RecsysError(f"ranker.export.instance_kind={e.instance_kind} is not one of cpu, gpu")
+    if e.instance_kind not in KINDS:  # before minutes of export, not after
+        raise RecsysError(f"ranker.export.instance_kind={e.instance_kind} is not one of "
+                          f"{', '.join(KINDS)}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "layout.json").write_text(ranker_data.layout.to_json())
     with open(out / "features.pkl", "wb") as fh:

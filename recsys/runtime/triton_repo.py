@@ -32,6 +32,7 @@ __all__ = [
 
 Format = Literal["torchscript", "onnx"]
 Kind = Literal["cpu", "gpu"]
+KINDS: tuple[str, ...] = ("cpu", "gpu")  # where an instance runs: KIND_CPU / KIND_GPU
 Backend = Literal["python", "native"]
 
 MODEL_FILES = {"torchscript": "model.pt", "onnx": "model.onnx"}  # Triton's default file names
@@ -99,7 +100,7 @@ def config_text(
 ) -> str:
     """The ``config.pbtxt`` text (protobuf text format); see ``write_model_repository``."""
     _check_choice("fmt", fmt, list(MODEL_FILES))
-    _check_choice("kind", kind, ["cpu", "gpu"])
+    _check_choice("kind", kind, KINDS)
     _check_choice("backend", backend, ["python", "native"])
     if not model_name or "/" in model_name or model_name.startswith("."):
         raise TritonRepoError(f"bad model name {model_name!r}")
