@@ -203,7 +203,7 @@ class RankerExportConfig:
     instance_count: int = 1
     # where each Triton instance runs: cpu | gpu (KIND_GPU; the Python backend moves each merged
     # batch to CUDA). With gpu, serve the torchscript file unless onnxruntime-gpu is installed.
-    # H200: 498 vs 131 req/s of 700 rows at 8 in flight (benchmarks/gpu.md)
+    # H200: 501 vs 171 req/s of 700 rows at 8 in flight (benchmarks/gpu.md)
     instance_kind: str = "cpu"
     # intra-op threads per Triton instance; 1 leaves the other core to the Ray Serve replicas
     # (0 = the runtime's default: every core, spinning against the request path)
