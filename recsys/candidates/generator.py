@@ -105,8 +105,8 @@ class CandidateGenerator:
         is_seen, is_merged = np.zeros(size, bool), np.zeros(size, bool)  # by item index
         is_seen[seen[seen >= 0]] = True
         merged_parts: list[np.ndarray] = []  # new titles per source, in creation order
-        # (source, answer, unseen answer rows, the kept positions among those = their ranks)
-        taken: list[tuple[int, SourceResult, np.ndarray, np.ndarray]] = []
+        # (source, answer, its items, unseen answer rows, the kept positions among those = ranks)
+        taken: list[tuple[int, SourceResult, np.ndarray, np.ndarray, np.ndarray]] = []
         for (s, res), items in zip(answers, answered, strict=True):
             spec = self.sources[names[s]]
             # the answer's titles the user has not seen (a negative index, an empty slot, is
@@ -117,7 +117,8 @@ class CandidateGenerator:
             rows = rows[: spec.depth]
             old = is_merged[items[rows]]
             new = np.flatnonzero(~old)[: spec.quota]  # positions within rows
-            taken.append((s, res, rows, np.sort(np.concatenate([np.flatnonzero(old), new]))))
+            taken.append((s, res, items, rows,
+                          np.sort(np.concatenate([np.flatnonzero(old), new]))))
             is_merged[items[rows[new]]] = True
             merged_parts.append(items[rows[new]])
         merged = np.concatenate(merged_parts) if merged_parts else np.empty(0, np.int64)
@@ -129,10 +130,9 @@ class CandidateGenerator:
         found = np.zeros((len(names), n), bool)
         scores, ranks = np.zeros((len(names), n)), np.zeros((len(names), n), np.int64)
         because = np.full((len(names), n), NO_ITEM, np.int64)
-        for s, res, rows, kept in taken:
+        for s, res, answer_items, rows, kept in taken:
             keep = rows[kept]  # answer positions
-            items = np.asarray(res.items, np.int64)[keep]
-            col = order[np.searchsorted(merged, items, sorter=order)]
+            col = order[np.searchsorted(merged, answer_items[keep], sorter=order)]
             found[s, col] = True
             scores[s, col] = np.asarray(res.scores, np.float32)[keep]
             ranks[s, col] = kept

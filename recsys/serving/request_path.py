@@ -399,33 +399,23 @@ def _with_item_rows(tables: FeatureTables, ids: np.ndarray, weights: np.ndarray,
 
 
 def _events_of(users: list[tuple[int, UserState]]) -> pd.DataFrame:
-    """Several users' histories as one event frame (``user_idx`` included), as ``_events``
-    lays out each."""
-    sizes = [len(state.items) for _, state in users]
-    ratings = np.concatenate([state.ratings for _, state in users]).astype(np.float32)
-    stamps = pd.array(np.concatenate([
-        state.timestamps.astype(np.float64) if state.timestamps is not None
-        else np.full(len(state.items), np.nan) for _, state in users]), "Float64").astype(
-        "Int64") if sum(sizes) else pd.array([], "Int64")
+    """Users' histories as the feature builder's event columns, ``user_idx`` included (no users:
+    an empty frame with the same columns)."""
+    states = [state for _, state in users]
+    sizes = [len(state.items) for state in states]
+    ratings = np.concatenate([np.empty(0), *(s.ratings for s in states)]).astype(np.float32)
+    stamps = np.concatenate([np.empty(0), *(
+        s.timestamps.astype(np.float64) if s.timestamps is not None
+        else np.full(len(s.items), np.nan) for s in states)])
     return pd.DataFrame({
         "user_idx": np.repeat(np.array([idx for idx, _ in users], np.int64), sizes),
-        "item_idx": np.concatenate([state.items for _, state in users]).astype(np.int64),
-        "rating": ratings, "timestamp": stamps,
+        "item_idx": np.concatenate([np.empty(0, np.int64), *(s.items for s in states)]).astype(
+            np.int64),
+        "rating": ratings, "timestamp": pd.array(stamps, "Float64").astype("Int64"),
         "event_type": pd.Categorical(np.where(np.isnan(ratings), "play", "rating")),
         "watch_fraction": np.full(len(ratings), np.nan, np.float32)})
 
 
 def _events(state: UserState | None) -> pd.DataFrame:
-    """The user's history as the feature builder's event columns."""
-    if state is None:
-        return pd.DataFrame({"item_idx": np.empty(0, np.int64), "rating": np.empty(0, np.float32),
-                             "timestamp": pd.array([], "Int64"),
-                             "event_type": pd.Categorical([]),
-                             "watch_fraction": np.empty(0, np.float32)})
-    n = len(state.items)
-    ts = state.timestamps if state.timestamps is not None else [pd.NA] * n
-    return pd.DataFrame({"item_idx": state.items, "rating": state.ratings,
-                         "timestamp": pd.array(ts, "Int64"),
-                         "event_type": pd.Categorical(np.where(np.isnan(state.ratings),
-                                                               "play", "rating")),
-                         "watch_fraction": np.full(n, np.nan, np.float32)})
+    """One user's history as the feature builder's event columns (``user_rows`` sets the key)."""
+    return _events_of([] if state is None else [(0, state)]).drop(columns="user_idx")
