@@ -196,9 +196,18 @@ class StackingConfig:
 class RankerExportConfig:
     formats: list[str] = field(default_factory=lambda: ["torchscript", "onnx"])
     serve_format: str = "onnx"  # the file Triton serves: onnxruntime measured 2-10x faster on CPU
-    max_batch_size: int = 1024  # rows per Triton execution
-    preferred_batch_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
-    max_queue_delay_us: int = 2000  # how long Triton waits to merge requests
+    # Rows per Triton execution: room for several requests, so the dynamic batcher can merge
+    # them (a request carries up to sum(candidates quotas) + two_tower_quota rows, ~800 with
+    # the default candidates; at 1024 two such requests never merged). Must be >= that sum:
+    # train.py refuses a smaller one before any work (Triton would reject every request)
+    max_batch_size: int = 8192
+    # none by default: a request is hundreds of rows, so a preferred size only adds waiting
+    preferred_batch_sizes: list[int] = field(default_factory=list)
+    # How long Triton holds a request hoping for more to merge. 0: no waiting; requests that
+    # queue while the instance is busy still merge. Measured here (one ONNX instance, 700-row
+    # requests): 1 in flight p50 5.5 -> 3.2 ms vs the former 2000 us with sizes [256,512,1024];
+    # 8 in flight 289 -> 382 req/s, 2,886 rows per execution (was 700: never merged)
+    max_queue_delay_us: int = 0
     max_queue_size: int = 64  # bounded queue: requests beyond it are rejected, not buffered
     instance_count: int = 1
     # where each Triton instance runs: cpu | gpu (KIND_GPU; the Python backend moves each merged

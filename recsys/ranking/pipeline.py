@@ -78,6 +78,7 @@ def train_ranker(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
         raise RecsysError("the ranker needs candidates: add candidates=default")
     if cfg.trainer.kind not in ("local", "ray"):
         raise RecsysError(f"trainer.kind must be local or ray, got {cfg.trainer.kind!r}")
+    check_export_config(cfg)
     started = time.perf_counter()
     dataset = load_dataset(**OmegaConf.to_container(cfg.data, resolve=True))
     log.info(dataset.summary())
@@ -206,17 +207,44 @@ def publish_bundle(cfg: DictConfig, run_dir: Path, dataset, train_events, servin
     return path.name
 
 
+def request_rows_bound(cfg: DictConfig) -> int:
+    """Most ranker rows one request can carry: every candidate source's quota of new titles,
+    plus the two-tower retrieval slot the bundle adds."""
+    quotas = sum(int(source.quota) for source in cfg.candidates.sources.values())
+    return quotas + max(0, int(cfg.ranker.export.two_tower_quota))
+
+
+def check_export_config(cfg: DictConfig) -> None:
+    """Refuse export settings that would fail only after training, or fail every request once
+    served: an unknown Triton instance kind, or a ``max_batch_size`` below the rows of one
+    request (Triton rejects a request larger than it, so each would fall back to candidate
+    order)."""
+    from recsys.runtime.triton_repo import KINDS
+
+    e = cfg.ranker.export
+    if e.instance_kind not in KINDS:
+        raise RecsysError(f"ranker.export.instance_kind={e.instance_kind} is not one of "
+                          f"{', '.join(KINDS)}")
+    if cfg.get("candidates") is None:
+        return
+    rows = request_rows_bound(cfg)
+    if int(e.max_batch_size) < rows:
+        raise RecsysError(
+            f"ranker.export.max_batch_size={e.max_batch_size} is below the {rows} rows one "
+            "request can carry (the candidates.sources quotas plus ranker.export.two_tower_quota)"
+            f": Triton would reject every request; set it to at least {rows}, a few times more "
+            "so that requests can merge")
+
+
 def export_ranker(model: TwoTowerRanker, ranker_data, serving, cfg: DictConfig,
                   out: Path) -> dict[str, Any]:
     """TorchScript and/or ONNX files, the Triton repository, and the check on a real Triton."""
     from recsys.ranking.batches import gather
     from recsys.ranking.export import InputSpec, export_onnx, export_torchscript
-    from recsys.runtime.triton_repo import KINDS, write_model_repository
+    from recsys.runtime.triton_repo import write_model_repository
 
     e = cfg.ranker.export
-    if e.instance_kind not in KINDS:  # before minutes of export, not after
-        raise RecsysError(f"ranker.export.instance_kind={e.instance_kind} is not one of "
-                          f"{', '.join(KINDS)}")
+    check_export_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "layout.json").write_text(ranker_data.layout.to_json())
     with open(out / "features.pkl", "wb") as fh:

@@ -109,3 +109,29 @@ def test_fast_serve_preset_is_the_default_plus_its_shape():
     assert fast.pipeline.num_replicas == 2 and fast.pipeline.num_cpus == 0.5
     assert fast.rerank == default.rerank and fast.rank_deadline_ms == default.rank_deadline_ms
     assert (default.topology, default.ingress) == ("split", "proxy")
+
+
+@pytest.mark.parametrize("experiment", ["two_tower_small", "two_tower_ml1m"])
+def test_shipped_ranker_export_lets_triton_merge_requests(experiment):
+    """Triton merges requests only while their rows fit max_batch_size together: at the former
+    1024, two requests of the default ~800 candidates never merged (benchmarks/serving.md
+    showed 700 rows per execution at every load)."""
+    from recsys.ranking.pipeline import check_export_config, request_rows_bound
+
+    cfg = _compose([f"experiment={experiment}"])
+    check_export_config(cfg)
+    rows = request_rows_bound(cfg)
+    assert rows >= 500  # the bound counts every source, two-tower retrieval included
+    assert cfg.ranker.export.max_batch_size >= 4 * rows
+    assert all(size >= rows for size in cfg.ranker.export.preferred_batch_sizes)
+
+
+def test_ranker_job_refuses_a_triton_batch_below_one_request_before_any_work():
+    from recsys import RecsysError
+    from recsys.ranking.pipeline import train_ranker
+
+    cfg = _compose(["experiment=two_tower_small", "ranker.export.max_batch_size=256",
+                    "data.root=/nonexistent"])  # reading data first would fail differently
+    with pytest.raises(RecsysError, match=r"max_batch_size=256 is below the 800 rows one "
+                                          r"request can carry .* at least 800"):
+        train_ranker(cfg, Path("/nonexistent/run"))
