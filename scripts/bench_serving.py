@@ -51,14 +51,41 @@ end
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every core of this machine has spent busy since boot (``/proc/stat``)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its children still running (Triton: the server
+    and its Python-backend stub)."""
+    from recsys.runtime.procs import child_pids
+
+    total = 0.0
+    for p in [pid, *child_pids(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def wrk_closed_loop(url: str, users: list[int], connections: int, seconds: int) -> dict:
-    """wrk with ``connections`` in flight (one thread); latencies in ms."""
+    """wrk with ``connections`` in flight (one thread); latencies in ms. ``cpu_ms_per_request``:
+    the whole machine's busy CPU time over the run per answered request (wrk's own share
+    included), the cost the cores pay for one request."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(WRK_SCRIPT % ", ".join(map(str, users)))
+    busy = machine_busy_s()
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                           "-s", fh.name, url], capture_output=True, text=True, timeout=seconds + 60)
+    busy = machine_busy_s() - busy
     os.unlink(fh.name)
     text = out.stdout
+    done = re.search(r"(\d+) requests in", text)
     pct = {p: _ms(v, u) for p, v, u in re.findall(r"\s(50|75|90|99)%\s+([\d.]+)(us|ms|s)", text)}
     mx = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
@@ -68,7 +95,10 @@ def wrk_closed_loop(url: str, users: list[int], connections: int, seconds: int) 
     errors += sum(int(x) for x in sock.groups()) if sock else 0
     return {"connections": connections, "rps": float(rps.group(1)) if rps else 0.0,
             "p50_ms": pct.get("50"), "p90_ms": pct.get("90"), "p99_ms": pct.get("99"),
-            "max_ms": _ms(*mx.groups()) if mx else None, "errors": errors}
+            "max_ms": _ms(*mx.groups()) if mx else None, "errors": errors,
+            "requests": int(done.group(1)) if done else 0,
+            "cpu_ms_per_request": 1e3 * busy / int(done.group(1)) if done and int(done.group(1))
+            else None}
 
 
 def _ms(value: str, unit: str) -> float:
@@ -161,7 +191,9 @@ def triton_batch(before: dict, after: dict) -> float | None:
 # name -> serve overrides (None: the no-op floor). The baseline for the Triton stack is the same
 # stack with the ranker in-process; the two-replica row shows what a second pipeline replica buys
 # on these 2 cores (both replicas share them with the proxy, the router and Triton); the fused
-# row runs the pipeline inside the router's replica (serve.topology=fused: one hop less).
+# row runs the pipeline inside the router's replica (serve.topology=fused: one hop less); the
+# haproxy rows put Ray's C ingress in front (serve=scaled is pipeline_triton_2_replicas_haproxy,
+# serve=fast is pipeline_triton_fused_2_replicas_haproxy).
 CONFIGS: dict[str, list[str] | None] = {
     "noop_ray_serve": None,
     "noop_router_pipeline": None,
@@ -175,6 +207,8 @@ CONFIGS: dict[str, list[str] | None] = {
                                          "serve.pipeline.num_replicas=2",
                                          "serve.pipeline.num_cpus=0.5"],
     "pipeline_triton_haproxy": ["serve.ranker=triton", "serve.ingress=haproxy"],
+    "pipeline_triton_2_replicas_haproxy": ["serve.ranker=triton", "serve.pipeline.num_replicas=2",
+                                           "serve.pipeline.num_cpus=0.5", "serve.ingress=haproxy"],
     "pipeline_triton_fused_2_replicas_haproxy": [
         "serve.ranker=triton", "serve.topology=fused", "serve.pipeline.num_replicas=2",
         "serve.pipeline.num_cpus=0.5", "serve.ingress=haproxy"],
@@ -214,7 +248,7 @@ def noop_app(hops: int = 1):
 
 
 def measure(url: str, users: list[int], args, metrics_url: str | None,
-            triton_metrics: str | None) -> dict:
+            triton_metrics: str | None, triton_pid: int | None = None) -> dict:
     import httpx
 
     for _ in range(20):  # warm every replica and connection
@@ -223,7 +257,11 @@ def measure(url: str, users: list[int], args, metrics_url: str | None,
     for c in args.connections:
         before = prom(metrics_url) if metrics_url else {}
         tb = prom(triton_metrics) if triton_metrics else {}
+        triton_cpu = process_cpu_s(triton_pid) if triton_pid else 0.0
         run = wrk_closed_loop(url, users, c, args.seconds)
+        if triton_pid and run["requests"]:
+            run["triton_cpu_ms_per_request"] = (
+                1e3 * (process_cpu_s(triton_pid) - triton_cpu) / run["requests"])
         if metrics_url:
             run["stage_ms"] = stage_means(before, prom(metrics_url))
         if triton_metrics:
@@ -292,7 +330,7 @@ def main() -> None:
             report["runs"][name] = measure(f"http://127.0.0.1:{port}", users, args, None, None)
             serve.shutdown()
     for name, overrides in CONFIGS.items():
-        if name in FLOORS or name not in args.only:
+        if name in FLOORS or overrides is None or name not in args.only:
             continue
         print(name, flush=True)
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
@@ -302,7 +340,8 @@ def main() -> None:
         with running_stack(cfg.serve) as stack:
             tm = (f"http://127.0.0.1:{stack.triton.metrics_port}/metrics"
                   if stack.triton else None)
-            report["runs"][name] = measure(stack.url, users, args, f"{stack.url}/metrics", tm)
+            report["runs"][name] = measure(stack.url, users, args, f"{stack.url}/metrics", tm,
+                                           stack.triton.pid if stack.triton else None)
             import httpx
 
             sample = httpx.get(f"{stack.url}/v1/recommendations",
@@ -312,6 +351,37 @@ def main() -> None:
     (args.out / "serving.json").write_text(json.dumps(report, indent=2))
     (args.out / "serving.md").write_text(markdown(report))
     print(markdown(report))
+
+
+def throughput_bound(report: dict) -> list[str]:
+    """The most any configuration with the ranker on Triton can answer here. A request costs
+    at least one pass through the no-op Ray Serve floor plus the Triton processes' share of its
+    ranker call, and both run on the same cores, so the cheapest CPU time per request of each
+    (at its most efficient load point) adds up to a ceiling of cores / (floor + Triton)."""
+    runs = report["runs"]
+    triton = [r["triton_cpu_ms_per_request"] for run in runs.values()
+              for r in run["closed_loop"] if r.get("triton_cpu_ms_per_request")]
+    floor = runs.get("noop_ray_serve")
+    if not floor or not triton:
+        return []
+    floor_ms = min(r["cpu_ms_per_request"] for r in floor["closed_loop"])
+    floor_rps = max(r["rps"] for r in floor["closed_loop"])
+    triton_ms, cores = min(triton), report["machine"]["cpus"]
+    ceiling = 1e3 * cores / (floor_ms + triton_ms)
+    rows = ["", "## Throughput ceiling on this machine", "",
+            f"- No-op Ray Serve floor: peak {floor_rps:.0f} req/s; at best {floor_ms:.2f} ms of "
+            "the machine's CPU per request (wrk included).",
+            f"- Triton (server + Python-backend stub) inside the stack: at best "
+            f"{triton_ms:.2f} ms of CPU per request (the column Triton CPU ms/req).",
+            f"- A request that only crossed Ray Serve and called Triton, with no pipeline work, "
+            f"would cost {floor_ms + triton_ms:.2f} ms: {cores} cores answer at most "
+            f"**{ceiling:.0f} req/s = {ceiling / floor_rps:.2f} x the no-op floor**.",
+            "", "| configuration | peak req/s | x no-op floor |", "|---|---|---|"]
+    for name, run in runs.items():
+        if run["closed_loop"] and name != "noop_ray_serve":
+            best = max(r["rps"] for r in run["closed_loop"])
+            rows.append(f"| {name} | {best:.0f} | {best / floor_rps:.2f} |")
+    return rows
 
 
 def markdown(report: dict) -> str:
@@ -327,13 +397,23 @@ def markdown(report: dict) -> str:
              f"mode {'on' if report.get('throughput_optimized') else 'off'} for every row.", "",
              "## Closed loop (wrk, fixed concurrency)", "",
              "| configuration | connections | req/s | p50 ms | p90 ms | p99 ms | max ms | errors "
-             "| Triton rows/exec |", "|---|---|---|---|---|---|---|---|---|"]
+             "| Triton rows/exec | CPU ms/req | Triton CPU ms/req |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(value: float | None, fmt: str) -> str:
+        return "" if value is None else format(value, fmt)
+
     for name, run in report["runs"].items():
         for r in run["closed_loop"]:
-            tb = r.get("triton_mean_batch_rows")
             lines.append(f"| {name} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
                          f"{r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
-                         f"{r['errors']} | {'' if tb is None else f'{tb:.0f}'} |")
+                         f"{r['errors']} | {cell(r.get('triton_mean_batch_rows'), '.0f')} | "
+                         f"{cell(r.get('cpu_ms_per_request'), '.1f')} | "
+                         f"{cell(r.get('triton_cpu_ms_per_request'), '.2f')} |")
+    lines += ["", "CPU ms/req: the whole machine's busy CPU time during the run per answered "
+              "request (wrk included), what the cores pay for one request; Triton CPU ms/req: "
+              "the Triton server's and its stub's share of it."]
+    lines += throughput_bound(report)
     lines += ["", "## Open loop (fixed request rate, latency from the scheduled send time)", "",
               "| configuration | rate/s | achieved/s | p50 ms | p95 ms | p99 ms | max ms "
               "| errors |",

@@ -208,6 +208,9 @@ class RankerExportConfig:
     # requests): 1 in flight p50 5.5 -> 3.2 ms vs the former 2000 us with sizes [256,512,1024];
     # 8 in flight 289 -> 382 req/s, 2,886 rows per execution (was 700: never merged)
     max_queue_delay_us: int = 0
+    # Warm-up batches Triton runs before it reports ready, in requests: k -> k x the most rows
+    # one request carries (capped at max_batch_size). [] = none
+    warmup_requests: list[int] = field(default_factory=lambda: [1, 4])
     max_queue_size: int = 64  # bounded queue: requests beyond it are rejected, not buffered
     instance_count: int = 1
     # where each Triton instance runs: cpu | gpu (KIND_GPU; the Python backend moves each merged

@@ -214,6 +214,14 @@ def request_rows_bound(cfg: DictConfig) -> int:
     return quotas + max(0, int(cfg.ranker.export.two_tower_quota))
 
 
+def warmup_batch_sizes(cfg: DictConfig) -> list[int]:
+    """Rows of each Triton warm-up batch: ``ranker.export.warmup_requests`` requests of the
+    largest size, capped at ``max_batch_size``."""
+    e = cfg.ranker.export
+    rows = request_rows_bound(cfg) if cfg.get("candidates") is not None else 1
+    return sorted({min(int(k) * rows, int(e.max_batch_size)) for k in e.warmup_requests})
+
+
 def check_export_config(cfg: DictConfig) -> None:
     """Refuse export settings that would fail only after training, or fail every request once
     served: an unknown Triton instance kind, or a ``max_batch_size`` below the rows of one
@@ -227,6 +235,9 @@ def check_export_config(cfg: DictConfig) -> None:
                           f"{', '.join(KINDS)}")
     if cfg.get("candidates") is None:
         return
+    if any(int(k) < 1 for k in e.warmup_requests):
+        raise RecsysError(f"ranker.export.warmup_requests={list(e.warmup_requests)}: each "
+                          "entry is a number of requests, >= 1 (use [] for no warm-up)")
     rows = request_rows_bound(cfg)
     if int(e.max_batch_size) < rows:
         raise RecsysError(
@@ -274,7 +285,8 @@ def export_ranker(model: TwoTowerRanker, ranker_data, serving, cfg: DictConfig,
                            max_queue_delay_us=e.max_queue_delay_us,
                            max_queue_size=e.max_queue_size, instance_count=e.instance_count,
                            kind=e.instance_kind,
-                           num_threads=e.num_threads)
+                           num_threads=e.num_threads,
+                           warmup_batch_sizes=warmup_batch_sizes(cfg))
     result: dict[str, Any] = {"exported": sorted(files), "triton_repository": str(repo)}
     if e.check_on_triton:
         result["triton_max_abs_diff"] = check_on_triton(wrapped, repo, example)

@@ -76,6 +76,23 @@ def _tensor_block(kind: str, tensors: Sequence[TensorSpec], names: Sequence[str]
     return f"{kind} [\n" + ",\n".join(items) + "\n]"
 
 
+def _warmup_block(spec: InputSpec, batch_sizes: Sequence[int]) -> str:
+    """``model_warmup``: Triton runs each batch size once (all-zero inputs: id 0 and weight 0
+    are valid) before it reports the model ready, so the first real requests do not pay for
+    lazy initialisation: TorchScript's profiling executor specialising on a new batch shape
+    took ~1 s on a GPU instance, onnxruntime's first run allocates its arena."""
+    samples = []
+    for size in batch_sizes:
+        inputs = "".join(
+            f'    inputs {{\n      key: "{t.name}"\n      value: {{\n'
+            f"        data_type: {_DTYPES[t.dtype]}\n"
+            f"        dims: [ {', '.join(str(d) for d in t.dims)} ]\n"
+            "        zero_data: true\n      }\n    }\n"
+            for t in spec.inputs)
+        samples.append(f'  {{\n    name: "rows_{size}"\n    batch_size: {size}\n{inputs}  }}')
+    return "model_warmup [\n" + ",\n".join(samples) + "\n]"
+
+
 def _parameters(params: dict[str, str]) -> str:
     return "".join(
         f'parameters: {{\n  key: "{k}"\n  value: {{ string_value: "{v}" }}\n}}\n'
@@ -97,6 +114,7 @@ def config_text(
     kind: Kind = "cpu",
     backend: Backend = "python",
     num_threads: int = 0,
+    warmup_batch_sizes: Sequence[int] = (),
 ) -> str:
     """The ``config.pbtxt`` text (protobuf text format); see ``write_model_repository``."""
     _check_choice("fmt", fmt, list(MODEL_FILES))
@@ -112,6 +130,11 @@ def config_text(
     if any(p < 1 or p > max_batch_size for p in preferred):
         raise TritonRepoError(
             f"preferred_batch_sizes {list(preferred_batch_sizes)} must lie in 1..{max_batch_size}"
+        )
+    warmup = sorted(set(warmup_batch_sizes))
+    if any(w < 1 or w > max_batch_size for w in warmup):
+        raise TritonRepoError(
+            f"warmup_batch_sizes {list(warmup_batch_sizes)} must lie in 1..{max_batch_size}"
         )
     if backend == "python":
         head = 'backend: "python"'
@@ -145,6 +168,8 @@ def config_text(
         "  }\n]",
         "dynamic_batching {\n" + "\n".join(batching) + "\n}",
     ]
+    if warmup:
+        parts.append(_warmup_block(spec, warmup))
     text = "\n".join(parts) + "\n"
     return text + _parameters(params) if params else text
 
@@ -165,6 +190,7 @@ def write_model_repository(
     kind: Kind = "cpu",
     backend: Backend = "python",
     num_threads: int = 0,
+    warmup_batch_sizes: Sequence[int] = (),
 ) -> Path:
     """Write ``<repo>/<model>/config.pbtxt`` and ``<repo>/<model>/1/<model file>``; return the
     model folder.
@@ -172,6 +198,7 @@ def write_model_repository(
     ``max_queue_size`` bounds the requests waiting for the batcher (excess ones are rejected
     immediately); ``queue_timeout_us`` > 0 also rejects requests that waited that long.
     ``num_threads`` > 0 caps the intra-op threads of each instance (0: the runtime's default).
+    ``warmup_batch_sizes``: batches of zeros Triton runs before the model reports ready.
     An existing model folder of the same name is replaced, so no stale version or file lingers.
     """
     model_file = Path(model_file)
@@ -182,6 +209,7 @@ def write_model_repository(
         preferred_batch_sizes=preferred_batch_sizes, max_queue_delay_us=max_queue_delay_us,
         max_queue_size=max_queue_size, queue_timeout_us=queue_timeout_us,
         instance_count=instance_count, kind=kind, backend=backend, num_threads=num_threads,
+        warmup_batch_sizes=warmup_batch_sizes,
     )
     model_dir = Path(repo_dir) / model_name
     if model_dir.exists():

@@ -124,6 +124,21 @@ def test_exported_ranker_served_by_triton_matches_eager(tmp_path, fmt):
     _assert_gone(handle, stubs)
 
 
+def test_warmup_batches_run_before_the_model_reports_ready(tmp_path):
+    model = toy_model()
+    model_file = export_torchscript(model, toy_inputs(4), tmp_path / "m.pt")
+    write_model_repository(tmp_path / "repo", "ranker", model_file, SPEC, fmt="torchscript",
+                           max_batch_size=256, warmup_batch_sizes=[37, 200], num_threads=1)
+    with tritonserver(tmp_path / "repo", timeout_s=90, log_verbose=1) as handle:
+        log = handle.log_path.read_text(errors="replace")
+        for sample in ("rows_37", "rows_200"):  # Triton's own account of each warm-up run
+            assert f"running warmup sample '{sample}'" in log
+        batch = toy_inputs(37, seed=3)
+        with contextlib.closing(handle.grpc_client()) as client:
+            np.testing.assert_allclose(infer(client, "ranker", _numpy(batch)),
+                                       _eager(model, batch), atol=1e-5)
+
+
 def test_broken_model_fails_start_with_the_server_log(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a torchscript file")

@@ -111,6 +111,13 @@ def test_fast_serve_preset_is_the_default_plus_its_shape():
     assert (default.topology, default.ingress) == ("split", "proxy")
 
 
+def test_scaled_serve_preset_keeps_the_two_deployments():
+    scaled, default = _compose(["serve=scaled"]).serve, _compose([]).serve
+    assert (scaled.topology, scaled.ingress) == ("split", "haproxy")
+    assert scaled.pipeline.num_replicas == 2 and scaled.pipeline.num_cpus == 0.5
+    assert scaled.router == default.router and scaled.rerank == default.rerank
+
+
 @pytest.mark.parametrize("experiment", ["two_tower_small", "two_tower_ml1m"])
 def test_shipped_ranker_export_lets_triton_merge_requests(experiment):
     """Triton merges requests only while their rows fit max_batch_size together: at the former
@@ -135,3 +142,18 @@ def test_ranker_job_refuses_a_triton_batch_below_one_request_before_any_work():
     with pytest.raises(RecsysError, match=r"max_batch_size=256 is below the 800 rows one "
                                           r"request can carry .* at least 800"):
         train_ranker(cfg, Path("/nonexistent/run"))
+
+
+def test_triton_warmup_batches_are_whole_requests_capped_at_the_batch_limit():
+    from recsys import RecsysError
+    from recsys.ranking.pipeline import check_export_config, warmup_batch_sizes
+
+    cfg = _compose(["experiment=two_tower_small"])
+    assert warmup_batch_sizes(cfg) == [800, 3200]  # [1, 4] requests of 800 rows
+    cfg = _compose(["experiment=two_tower_small", "ranker.export.warmup_requests=[2,100]"])
+    assert warmup_batch_sizes(cfg) == [1600, 8192]
+    assert warmup_batch_sizes(_compose(["experiment=two_tower_small",
+                                        "ranker.export.warmup_requests=[]"])) == []
+    with pytest.raises(RecsysError, match=r"warmup_requests=\[0\]: each entry"):
+        check_export_config(_compose(["experiment=two_tower_small",
+                                      "ranker.export.warmup_requests=[0]"]))

@@ -193,6 +193,17 @@ def test_python_backend_config(fmt):
     assert 'key: "num_threads" value: { string_value: "1" }' in flat
 
 
+def test_warmup_runs_zero_batches_of_each_size_over_every_input():
+    flat = _squash(config_text("ranker", SPEC, max_batch_size=512, warmup_batch_sizes=[300, 40]))
+    samples = flat.split("model_warmup [ ", 1)[1]
+    assert samples.index('name: "rows_40" batch_size: 40') < samples.index('name: "rows_300"')
+    for tensor in SPEC.inputs:
+        assert samples.count(f'key: "{tensor.name}"') == 2
+    assert (f'key: "ids" value: {{ data_type: TYPE_INT64 dims: [ {SLOTS} ] zero_data: true }}'
+            in samples)
+    assert "model_warmup" not in config_text("ranker", SPEC)  # none unless asked for
+
+
 def test_native_torchscript_config_uses_libtorch_and_indexed_outputs():
     flat = _squash(config_text("r", SPEC, fmt="torchscript", backend="native", kind="gpu"))
     assert 'platform: "pytorch_libtorch"' in flat and "backend:" not in flat
@@ -216,6 +227,8 @@ def test_native_onnx_config_uses_onnxruntime_backend():
     ({"backend": "tensorrt"}, "backend"),
     ({"max_batch_size": 64, "preferred_batch_sizes": [128]}, "preferred"),
     ({"max_queue_size": 0}, "max_queue_size"),
+    ({"max_batch_size": 64, "preferred_batch_sizes": [], "warmup_batch_sizes": [65]}, "warmup"),
+    ({"warmup_batch_sizes": [0]}, "warmup"),
 ])
 def test_config_rejects_impossible_settings(kwargs, match):
     with pytest.raises(TritonRepoError, match=match):
