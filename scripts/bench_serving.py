@@ -192,8 +192,8 @@ def triton_batch(before: dict, after: dict) -> float | None:
 # stack with the ranker in-process; the two-replica row shows what a second pipeline replica buys
 # on these 2 cores (both replicas share them with the proxy, the router and Triton); the fused
 # row runs the pipeline inside the router's replica (serve.topology=fused: one hop less); the
-# haproxy rows put Ray's C ingress in front (serve=scaled is pipeline_triton_2_replicas_haproxy,
-# serve=fast is pipeline_triton_fused_2_replicas_haproxy).
+# haproxy rows put Ray's C ingress in front (serve=fast is
+# pipeline_triton_fused_2_replicas_haproxy).
 CONFIGS: dict[str, list[str] | None] = {
     "noop_ray_serve": None,
     "noop_router_pipeline": None,
@@ -378,7 +378,7 @@ def throughput_bound(report: dict) -> list[str]:
             f"**{ceiling:.0f} req/s = {ceiling / floor_rps:.2f} x the no-op floor**.",
             "", "| configuration | peak req/s | x no-op floor |", "|---|---|---|"]
     for name, run in runs.items():
-        if run["closed_loop"] and name != "noop_ray_serve":
+        if run["closed_loop"] and not name.startswith("noop_"):
             best = max(r["rps"] for r in run["closed_loop"])
             rows.append(f"| {name} | {best:.0f} | {best / floor_rps:.2f} |")
     return rows

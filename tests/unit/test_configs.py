@@ -111,13 +111,6 @@ def test_fast_serve_preset_is_the_default_plus_its_shape():
     assert (default.topology, default.ingress) == ("split", "proxy")
 
 
-def test_scaled_serve_preset_keeps_the_two_deployments():
-    scaled, default = _compose(["serve=scaled"]).serve, _compose([]).serve
-    assert (scaled.topology, scaled.ingress) == ("split", "haproxy")
-    assert scaled.pipeline.num_replicas == 2 and scaled.pipeline.num_cpus == 0.5
-    assert scaled.router == default.router and scaled.rerank == default.rerank
-
-
 @pytest.mark.parametrize("experiment", ["two_tower_small", "two_tower_ml1m"])
 def test_shipped_ranker_export_lets_triton_merge_requests(experiment):
     """Triton merges requests only while their rows fit max_batch_size together: at the former
