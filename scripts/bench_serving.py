@@ -58,21 +58,6 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by ``pid`` and its children still running (Triton: the server
-    and its Python-backend stub)."""
-    from recsys.runtime.procs import child_pids
-
-    total = 0.0
-    for p in [pid, *child_pids(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
 def wrk_closed_loop(url: str, users: list[int], connections: int, seconds: int) -> dict:
     """wrk with ``connections`` in flight (one thread); latencies in ms. ``cpu_ms_per_request``:
     the whole machine's busy CPU time over the run per answered request (wrk's own share
@@ -86,6 +71,7 @@ def wrk_closed_loop(url: str, users: list[int], connections: int, seconds: int) 
     os.unlink(fh.name)
     text = out.stdout
     done = re.search(r"(\d+) requests in", text)
+    requests = int(done.group(1)) if done else 0
     pct = {p: _ms(v, u) for p, v, u in re.findall(r"\s(50|75|90|99)%\s+([\d.]+)(us|ms|s)", text)}
     mx = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
@@ -96,9 +82,8 @@ def wrk_closed_loop(url: str, users: list[int], connections: int, seconds: int) 
     return {"connections": connections, "rps": float(rps.group(1)) if rps else 0.0,
             "p50_ms": pct.get("50"), "p90_ms": pct.get("90"), "p99_ms": pct.get("99"),
             "max_ms": _ms(*mx.groups()) if mx else None, "errors": errors,
-            "requests": int(done.group(1)) if done else 0,
-            "cpu_ms_per_request": 1e3 * busy / int(done.group(1)) if done and int(done.group(1))
-            else None}
+            "requests": requests,
+            "cpu_ms_per_request": 1e3 * busy / requests if requests else None}
 
 
 def _ms(value: str, unit: str) -> float:
@@ -251,17 +236,19 @@ def measure(url: str, users: list[int], args, metrics_url: str | None,
             triton_metrics: str | None, triton_pid: int | None = None) -> dict:
     import httpx
 
+    from recsys.runtime.procs import cpu_seconds
+
     for _ in range(20):  # warm every replica and connection
         httpx.get(f"{url}/v1/recommendations", params={"user_id": users[0], "n": 20}, timeout=30)
     result: dict = {"closed_loop": [], "open_loop": []}
     for c in args.connections:
         before = prom(metrics_url) if metrics_url else {}
         tb = prom(triton_metrics) if triton_metrics else {}
-        triton_cpu = process_cpu_s(triton_pid) if triton_pid else 0.0
+        triton_cpu = cpu_seconds(triton_pid) if triton_pid else 0.0  # server + its stub
         run = wrk_closed_loop(url, users, c, args.seconds)
         if triton_pid and run["requests"]:
             run["triton_cpu_ms_per_request"] = (
-                1e3 * (process_cpu_s(triton_pid) - triton_cpu) / run["requests"])
+                1e3 * (cpu_seconds(triton_pid) - triton_cpu) / run["requests"])
         if metrics_url:
             run["stage_ms"] = stage_means(before, prom(metrics_url))
         if triton_metrics:
@@ -330,7 +317,7 @@ def main() -> None:
             report["runs"][name] = measure(f"http://127.0.0.1:{port}", users, args, None, None)
             serve.shutdown()
     for name, overrides in CONFIGS.items():
-        if name in FLOORS or overrides is None or name not in args.only:
+        if name in FLOORS or name not in args.only:
             continue
         print(name, flush=True)
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):

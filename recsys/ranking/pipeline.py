@@ -218,7 +218,7 @@ def warmup_batch_sizes(cfg: DictConfig) -> list[int]:
     """Rows of each Triton warm-up batch: ``ranker.export.warmup_requests`` requests of the
     largest size, capped at ``max_batch_size``."""
     e = cfg.ranker.export
-    rows = request_rows_bound(cfg) if cfg.get("candidates") is not None else 1
+    rows = request_rows_bound(cfg)
     return sorted({min(int(k) * rows, int(e.max_batch_size)) for k in e.warmup_requests})
 
 
@@ -233,11 +233,11 @@ def check_export_config(cfg: DictConfig) -> None:
     if e.instance_kind not in KINDS:
         raise RecsysError(f"ranker.export.instance_kind={e.instance_kind} is not one of "
                           f"{', '.join(KINDS)}")
-    if cfg.get("candidates") is None:
-        return
     if any(int(k) < 1 for k in e.warmup_requests):
         raise RecsysError(f"ranker.export.warmup_requests={list(e.warmup_requests)}: each "
                           "entry is a number of requests, >= 1 (use [] for no warm-up)")
+    if cfg.get("candidates") is None:
+        return
     rows = request_rows_bound(cfg)
     if int(e.max_batch_size) < rows:
         raise RecsysError(

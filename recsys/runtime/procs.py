@@ -16,15 +16,31 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
+def stat_fields(stat: Path) -> list[str]:
+    """A ``/proc/<pid>/stat`` line's fields after the command name (field 3, the state, comes
+    first); split after the ')' because the command name may hold spaces."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid`` (empty where /proc is unavailable)."""
     children = []
     for stat in PROC.glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            # Field 4 is the ppid; split after the ')' because the command name may hold spaces.
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            if int(stat_fields(stat)[1]) == pid:  # field 4: the ppid
                 children.append(int(stat.parent.name))
     return children
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) that ``pid`` and its running children have used so far;
+    0 for a pid that has exited."""
+    total = 0.0
+    for p in [pid, *child_pids(pid)]:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat_fields(PROC / str(p) / "stat")
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # 14, 15
+    return total
 
 
 def cmdline(pid: int) -> list[str]:
