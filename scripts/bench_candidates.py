@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 
 from recsys import RecsysError
 from recsys.candidates.ease import EASE
 from recsys.candidates.popular import MostPopular
 from recsys.candidates.types import Context, UserHistory
-from recsys.config import register_configs
+from recsys.config import compose_config
 from recsys.config.builders import build_generator, build_sources
 from recsys.data import load_dataset
 from recsys.data.dataset import interaction_matrix
@@ -42,9 +41,7 @@ COLD_SHARE, COLD_HISTORY = 0.10, 5
 
 
 def compose_cfg(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=["candidates=default", *overrides])
+    return compose_config(["candidates=default", *overrides])
 
 
 def _row(dataset: str, setting: str, source: str, role: str, build_s: float | None,

@@ -54,10 +54,9 @@ def main() -> None:
                         help="held-out users replayed (0 = every one)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
     args = parser.parse_args()
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from recsys.config import register_configs
+    from recsys.config import compose_config
     from recsys.data import load_dataset
     from recsys.eval.protocol import prepare
     from recsys.serving.artefacts import ArtefactStore
@@ -67,9 +66,7 @@ def main() -> None:
     from recsys.serving.rerank import RerankParams
     from recsys.serving.state import InMemoryUserStore
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={args.experiment}"])
+    cfg = compose_config([f"experiment={args.experiment}"])
     dataset = load_dataset(**OmegaConf.to_container(cfg.data, resolve=True))
     _, data = prepare(dataset, cfg.split.kind, cfg.split.fraction, cfg.split.seed,
                       cfg.eval.positive_threshold)

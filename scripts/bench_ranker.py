@@ -35,9 +35,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from recsys.config import register_configs  # noqa: E402
+from recsys.config import compose_config  # noqa: E402
 from recsys.ranking.batches import BatchIterator, gather  # noqa: E402
 from recsys.ranking.export import measure_formats  # noqa: E402
 from recsys.ranking.model import ModelParams, ServingRanker, TwoTowerRanker  # noqa: E402
@@ -49,10 +48,7 @@ log = logging.getLogger("bench_ranker")
 
 
 def compose_cfg(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config",
-                       overrides=["experiment=two_tower_ml1m", "logger=none", *overrides])
+    return compose_config(["experiment=two_tower_ml1m", "logger=none", *overrides])
 
 
 def plain_pytorch_epoch(data, params: ModelParams, batch_size: int, threads: int) -> dict:

@@ -280,10 +280,9 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (Debian: apt-get install wrk); it is the closed-loop "
                  "load generator")
-    from hydra import compose, initialize_config_dir
     from ray import serve
 
-    from recsys.config import register_configs
+    from recsys.config import compose_config
     from recsys.runtime.environ import scoped_environ
     from recsys.runtime.ports import free_port
     from recsys.runtime.ray_local import local_ray
@@ -300,9 +299,7 @@ def main() -> None:
                     "dataset_items": int(len(bundle.item_ids)), "users": args.users,
                     "user_count": len(users),
                     "history_median": float(np.median(counts.loc[chosen])), "runs": {}}
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        serve_cfg = compose(config_name="config").serve
+    serve_cfg = compose_config().serve
     report["throughput_optimized"] = bool(serve_cfg.throughput_optimized)
     for name, (hops, ingress) in FLOORS.items():
         if name not in args.only:
@@ -320,10 +317,8 @@ def main() -> None:
         if name in FLOORS or name not in args.only:
             continue
         print(name, flush=True)
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[
-                f"serve.artefacts_root={args.artefacts}", "serve.port=0",
-                *overrides])
+        cfg = compose_config([f"serve.artefacts_root={args.artefacts}", "serve.port=0",
+                              *overrides])
         with running_stack(cfg.serve) as stack:
             tm = (f"http://127.0.0.1:{stack.triton.metrics_port}/metrics"
                   if stack.triton else None)

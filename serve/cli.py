@@ -7,21 +7,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from recsys import RecsysError
-from recsys.config import register_configs
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+from recsys.config import compose_config
 
 
 def run_command(body: Callable[[DictConfig], None], argv: list[str],

@@ -3,18 +3,11 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from recsys.config import register_configs
+from recsys.config import compose_config
 from recsys.ranking.pipeline import train_ranker
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def compose_config(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 @pytest.fixture(scope="module")

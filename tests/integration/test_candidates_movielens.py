@@ -2,27 +2,23 @@
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from recsys.candidates.types import NO_ITEM, Context, UserHistory
-from recsys.config import register_configs
+from recsys.config import compose_config
 from recsys.config.builders import build_generator, build_sources
 from recsys.data import load_dataset
 from recsys.eval.candidates import collect, known_user_histories, list_metrics
 from recsys.eval.protocol import prepare
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def setup(data_root, tmp_path_factory):
-    register_configs()
     cache = tmp_path_factory.mktemp("emb")
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "candidates=default", "trainer.progress=false", "trainer.device=cpu",
-            f"candidates.sources.content.model.cache_dir={cache}"])
+    cfg = compose_config([
+        "candidates=default", "trainer.progress=false", "trainer.device=cpu",
+        f"candidates.sources.content.model.cache_dir={cache}"])
     dataset = load_dataset("ml-100k", str(data_root))
     split, data = prepare(dataset, "random", 0.2, 42, 4.0)
     fitted = {}

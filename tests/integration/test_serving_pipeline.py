@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from recsys import RecsysError
 from recsys.candidates.generator import CandidateGenerator
-from recsys.config import register_configs
+from recsys.config import compose_config
 from recsys.ranking.pipeline import train_ranker
 from recsys.runtime.ports import free_port
 from recsys.serving.artefacts import ArtefactStore
@@ -29,11 +28,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "debug=default", "candidates=default", "ranker=two_tower", "trainer.epochs=1",
-            "ranker.export.check_on_triton=false", f"data.root={root / 'data'}"])
+    cfg = compose_config([
+        "debug=default", "candidates=default", "ranker=two_tower", "trainer.epochs=1",
+        "ranker.export.check_on_triton=false", f"data.root={root / 'data'}"])
     train_ranker(cfg, root / "run")
     return load_bundle(*ArtefactStore(root / "run" / "artefacts").resolve("latest"))
 
@@ -281,13 +278,11 @@ def rated_bundle(tmp_path_factory):
     """A bundle whose sources were fitted on positives by rating (threshold 4): half the
     synthetic events are ratings, so the positives view differs from the whole history."""
     root = tmp_path_factory.mktemp("rated")
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "debug=default", "candidates=default", "ranker=two_tower", "trainer.epochs=1",
-            "ranker.export.check_on_triton=false", "eval.positive_threshold=4.0",
-            "data.rating_share=0.5", "data.play_share=0.3", "data.click_share=0.15",
-            f"data.root={root / 'data'}"])
+    cfg = compose_config([
+        "debug=default", "candidates=default", "ranker=two_tower", "trainer.epochs=1",
+        "ranker.export.check_on_triton=false", "eval.positive_threshold=4.0",
+        "data.rating_share=0.5", "data.play_share=0.3", "data.click_share=0.15",
+        f"data.root={root / 'data'}"])
     train_ranker(cfg, root / "run")
     return load_bundle(*ArtefactStore(root / "run" / "artefacts").resolve("latest"))
 

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from recsys.config import register_configs
+from recsys.config import compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -16,9 +15,7 @@ from train import train  # noqa: E402
 
 
 def _cfg(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def test_train_writes_artefacts_and_an_offline_wandb_run(tmp_path, capsys):

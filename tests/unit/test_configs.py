@@ -5,11 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from recsys.config import register_configs
+from recsys.config import compose_config
 from recsys.config.builders import build_sources
 from recsys.config.overrides import expand_sweeps, user_overrides
 
@@ -20,9 +19,7 @@ GROUPS = ["data", "model", "index", "candidates", "split", "trainer", "logger", 
 
 
 def _compose(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 @pytest.mark.parametrize(
