@@ -1,7 +1,7 @@
 """Train and evaluate one model: ``python train.py data=ml-latest-small model=ease``.
 
 With a ranker configured (``experiment=two_tower_ml1m``, or ``candidates=default
-ranker=two_tower``) the job is the two-stage pipeline instead: see ``recsys.ranking.pipeline``;
+ranker=two_tower``) the job is the two-stage pipeline instead: see ``recsys.train.two_stage``;
 ``trainer=ray trainer.num_workers=2`` trains it on Ray Train.
 
 Loads the dataset, splits it, fits the model, evaluates it (with MostPopular as the floor in the
@@ -80,9 +80,10 @@ def hydra_main(cfg: DictConfig) -> None:
     try:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if cfg.ranker is not None:
-            from recsys.ranking.pipeline import train_ranker
+            from recsys.config.jobs import two_stage_job
+            from recsys.train.two_stage import train_ranker
 
-            train_ranker(cfg, run_dir)
+            train_ranker(two_stage_job(cfg), run_dir)
         else:
             train(cfg, run_dir)
     except RecsysError as err:

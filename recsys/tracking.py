@@ -8,10 +8,28 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class TrackerMode(StrEnum):
+    offline = "offline"  # no network or account; `wandb sync <dir>` uploads later
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class LoggerConfig:
+    """The ``logger`` config group's schema (configs/logger/wandb.yaml, none.yaml)."""
+
+    enabled: bool = True
+    mode: TrackerMode = TrackerMode.offline
+    project: str = "recsys"
+    tags: list[str] = field(default_factory=list)
 
 
 class Tracker(Protocol):

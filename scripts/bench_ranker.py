@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,19 @@ sys.path.insert(0, str(REPO))
 
 
 from recsys.config import compose_config  # noqa: E402
+from recsys.config.jobs import two_stage_job  # noqa: E402
 from recsys.ranking.batches import BatchIterator, gather  # noqa: E402
 from recsys.ranking.export import measure_formats  # noqa: E402
-from recsys.ranking.model import ModelParams, ServingRanker, TwoTowerRanker  # noqa: E402
-from recsys.ranking.pipeline import as_gather_model, loop_config, train_ranker  # noqa: E402
+from recsys.ranking.model import (  # noqa: E402
+    ModelParams,
+    ModelShape,
+    ServingRanker,
+    TwoTowerRanker,
+    as_gather_model,
+)
 from recsys.train.handoff import read_worker_data  # noqa: E402
 from recsys.train.launch import run_local, run_ray  # noqa: E402
+from recsys.train.two_stage import loop_config, train_ranker  # noqa: E402
 
 log = logging.getLogger("bench_ranker")
 
@@ -51,7 +59,7 @@ def compose_cfg(overrides: list[str]):
     return compose_config(["experiment=two_tower_ml1m", "logger=none", *overrides])
 
 
-def plain_pytorch_epoch(data, params: ModelParams, batch_size: int, threads: int) -> dict:
+def plain_pytorch_epoch(data, params: ModelShape, batch_size: int, threads: int) -> dict:
     """One epoch of the same-shaped model on nn.EmbeddingBag: the no-TorchRec baseline."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -137,7 +145,7 @@ def main() -> None:
         data_dir = args.quality_from[0] / "ranker_data"
     elif not args.skip_quality:
         t0 = time.perf_counter()
-        results = train_ranker(cfg, work / "quality")
+        results = train_ranker(two_stage_job(cfg), work / "quality")
         metrics = json.loads((work / "quality" / "metrics.json").read_text())
         run = {**metrics["run"], "triton_repository": "<run dir>/ranker/triton_repository"}
         report["quality"] = {"results": results, "run": run,
@@ -146,7 +154,7 @@ def main() -> None:
     else:
         cfg_short = compose_cfg(["trainer.progress=false", "trainer.epochs=1",
                                  "ranker.export.check_on_triton=false", *args.overrides])
-        train_ranker(cfg_short, work / "prep")
+        train_ranker(two_stage_job(cfg_short), work / "prep")
         data_dir = work / "prep" / "ranker_data"
     sub = subsample(data_dir, args.rows, work / "throughput_data")
     data = read_worker_data(sub)
@@ -154,16 +162,16 @@ def main() -> None:
     throughput = {}
     for name, kind, workers in [("torchrec_dmp_local", "local", 1), ("ray_1_worker", "ray", 1),
                                 ("ray_2_workers", "ray", 2)]:
-        loop = loop_config(cfg, work / name, None)
+        loop = loop_config(two_stage_job(cfg), work / name, None)
         loop.data_dir, loop.checkpoint_dir = str(sub), str(work / name / "ckpt")
-        loop.epochs, loop.resume, loop.progress = 1, False, False
+        loop.trainer = replace(loop.trainer, epochs=1, resume=False, progress=False)
         loop.threads = max(1, cores // workers)
         state = run_local(loop) if kind == "local" else run_ray(loop, workers)
         throughput[name] = from_state(state)
         log.info("%s: %.0f samples/s", name, throughput[name]["samples_per_s"])
     throughput["plain_pytorch_embeddingbag"] = plain_pytorch_epoch(
-        data, loop.model, loop.batch_size, cores)
-    report["throughput"] = {"rows": len(data.train), "batch_size": loop.batch_size,
+        data, loop.ranker.model, loop.trainer.batch_size, cores)
+    report["throughput"] = {"rows": len(data.train), "batch_size": loop.trainer.batch_size,
                             "runs": throughput}
     model = as_gather_model(TwoTowerRanker(data.layout, ModelParams(sparse_arch="gather")))
     example = gather(data.tables, data.validation, np.arange(64)).inputs()

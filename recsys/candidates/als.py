@@ -25,6 +25,7 @@ with ``W_u = (Y^T C_u Y + regularization I)^-1``; the largest ``s_ij`` is the ``
 from __future__ import annotations
 
 import warnings
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,13 @@ from recsys.candidates.history import top_unseen
 from recsys.candidates.types import NO_ITEM, Context, SourceResult, UserHistory
 from recsys.device import resolve_device
 
-BACKENDS = ("implicit", "torch")
+
+class ALSBackend(StrEnum):
+    implicit = "implicit"  # the implicit package's CPU solver
+    torch = "torch"  # ours, on torch: runs on CUDA when the device has it
+
+
+BACKENDS = tuple(ALSBackend)
 
 
 class ALS:
@@ -53,7 +60,7 @@ class ALS:
                  iterations: int = 15, seed: int = 42, backend: str = "implicit",
                  cg_steps: int = 3, cpu_threads: int | None = None,
                  device: str = "auto", interactions: str = "positives") -> None:
-        if backend not in BACKENDS:
+        if backend not in set(ALSBackend):
             raise RecsysError(f"unknown ALS backend '{backend}'; choose one of "
                               f"{', '.join(BACKENDS)}")
         for label, value in (("factors", factors), ("iterations", iterations),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -33,7 +34,11 @@ class Scorer(Protocol):
     def save(self, directory: Path) -> None: ...
 
 
-INTERACTIONS = ("positives", "all")
+class Interactions(StrEnum):
+    """What a model's training matrix holds (``check_interactions``)."""
+
+    positives = "positives"
+    all = "all"
 
 
 def check_interactions(value: str) -> str:
@@ -43,8 +48,8 @@ def check_interactions(value: str) -> str:
     liked or not. Models fitted on every event learn "what will this user watch" rather than
     "what will they like"; on ml-1m the two disagree enough that the ranker gains from both.
     """
-    if value not in INTERACTIONS:
-        raise RecsysError(f"interactions must be one of {', '.join(INTERACTIONS)}, "
+    if value not in set(Interactions):
+        raise RecsysError(f"interactions must be one of {', '.join(Interactions)}, "
                           f"got {value!r}")
     return value
 

@@ -15,6 +15,7 @@ to a candidate is its ``because``. ``benchmarks/candidates.md`` compares the two
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,10 @@ from recsys.candidates.ease import EASE
 from recsys.candidates.history import credit, result
 from recsys.candidates.types import NO_ITEM, Context, SourceResult, UserHistory
 
-METHODS = ("ease", "knn")
+
+class CoWatchMethod(StrEnum):
+    ease = "ease"  # dense item-item solve: best on MovieLens-sized catalogs
+    knn = "knn"  # sparse neighbours: for large catalogs
 
 
 class CoWatch:
@@ -34,9 +38,9 @@ class CoWatch:
 
     def __init__(self, method: str = "ease", l2: float = 500.0, neighbours: int = 200,
                  shrink: float = 10.0, interactions: str = "positives") -> None:
-        if method not in METHODS:
+        if method not in set(CoWatchMethod):
             raise RecsysError(f"unknown co-watch method '{method}'; choose one of "
-                              f"{', '.join(METHODS)}")
+                              f"{', '.join(CoWatchMethod)}")
         self.method = method
         self.l2 = l2  # ease only
         self.neighbours = neighbours  # knn only: kept neighbours per item

@@ -12,6 +12,7 @@ published MovieLens numbers use.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,20 @@ import pandas as pd
 from recsys import RecsysError
 from recsys.data.schema import has_timestamps
 
-SPLITS = ("random", "temporal", "leave_last")
+
+class SplitKind(StrEnum):
+    random = "random"
+    temporal = "temporal"
+    leave_last = "leave_last"
+
+
+@dataclass
+class SplitConfig:
+    """The ``split`` config group's schema (``seed`` follows the run seed in configs/split/)."""
+
+    kind: SplitKind = SplitKind.random
+    fraction: float = 0.2  # share of each user's events held out (ignored by leave_last)
+    seed: int = 42
 
 
 @dataclass
@@ -36,8 +50,9 @@ def split_interactions(
     interactions: pd.DataFrame, kind: str, fraction: float = 0.2, seed: int = 42
 ) -> Split:
     """Split ``interactions`` (with a ``user_idx`` column) into train and test."""
-    if kind not in SPLITS:
-        raise RecsysError(f"unknown split '{kind}'; choose one of {', '.join(SPLITS)}")
+    if kind not in set(SplitKind):
+        raise RecsysError(f"unknown split '{kind}'; choose one of "
+                          f"{', '.join(k.value for k in SplitKind)}")
     if kind != "leave_last" and not 0.0 < fraction < 1.0:
         raise RecsysError(f"split fraction must be in (0, 1), got {fraction}")
     if kind in ("temporal", "leave_last") and not has_timestamps(interactions):

@@ -12,7 +12,7 @@ The reference benchmark is ml-1m, per-user random 20% holdout, seed 42, positive
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,15 @@ def positives(interactions: pd.DataFrame, threshold: float | None) -> pd.DataFra
     if threshold is None:
         return interactions
     return interactions[interactions["rating"] >= threshold]
+
+
+@dataclass
+class EvalConfig:
+    """The ``eval`` config node: what every model in a run is measured on."""
+
+    ks: list[int] = field(default_factory=lambda: [10, 20])
+    positive_threshold: float | None = 4.0  # ratings >= this are positives; null = every event
+    compare_popular: bool = True  # also score MostPopular in the same run, as the floor
 
 
 @dataclass

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from enum import StrEnum
 from pathlib import Path
 
 import faiss
@@ -44,8 +45,14 @@ from recsys.device import hardware
 
 log = logging.getLogger(__name__)
 
-METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "cosine": faiss.METRIC_INNER_PRODUCT,
-           "l2": faiss.METRIC_L2}
+class Metric(StrEnum):
+    cosine = "cosine"  # inner product over L2-normalised vectors
+    ip = "ip"
+    l2 = "l2"
+
+
+METRICS = {Metric.ip: faiss.METRIC_INNER_PRODUCT, Metric.cosine: faiss.METRIC_INNER_PRODUCT,
+           Metric.l2: faiss.METRIC_L2}
 GPU_MAX_K = 2048  # FAISS GPU k-selection limit; larger k is answered by the CPU index
 MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training vectors per IVF list
 

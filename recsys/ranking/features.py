@@ -23,19 +23,18 @@ import pandas as pd
 
 from recsys.candidates.types import SURFACES
 from recsys.data.schema import list_value
+from recsys.ranking.activity import (
+    ITEM_DENSE,
+    USER_DENSE,
+    engaged,
+    item_stats,
+    moments,
+    user_stats,
+)
 from recsys.ranking.layout import PAD, FeatureLayout, SparseFeature, Table
 
 DEMOGRAPHICS = ("gender", "age", "occupation")
 CONTEXT = ("surface", "hour", "dow")
-
-
-def engaged(events: pd.DataFrame, rating_threshold: float = 4.0,
-            watch_threshold: float = 0.7) -> np.ndarray:
-    """The label: rating >= threshold for rated events, watch fraction >= 0.7 for plays."""
-    rating = events["rating"].to_numpy(np.float32)
-    watched = events["watch_fraction"].to_numpy(np.float32)
-    return np.where(~np.isnan(rating), rating >= rating_threshold,
-                    ~np.isnan(watched) & (watched >= watch_threshold))
 
 
 @dataclass
@@ -113,8 +112,8 @@ class FeatureBuilder:
                     self.demographics[col] = Vocab(sorted(users[col].dropna().unique().tolist()))
         self._items = items
         self._users = users
-        self.item_dense_mean, self.item_dense_std = _moments(_item_stats(events, n_items, p))
-        self.user_dense_mean, self.user_dense_std = _moments(_user_stats(events, p))
+        self.item_dense_mean, self.item_dense_std = moments(item_stats(events, n_items, p))
+        self.user_dense_mean, self.user_dense_std = moments(user_stats(events, p))
         return self
 
     def layout(self, pair_dense: int) -> FeatureLayout:
@@ -146,8 +145,8 @@ class FeatureBuilder:
         user_ids, user_w, user_dense = self.user_rows_from_events(
             events, np.arange(self.n_users))
         item_ids, item_w = self._item_rows()
-        item_stats = _item_stats(events, self.n_items, self.p)
-        item_dense = (item_stats - self.item_dense_mean) / self.item_dense_std
+        counts = item_stats(events, self.n_items, self.p)
+        item_dense = (counts - self.item_dense_mean) / self.item_dense_std
         return FeatureTables(user_ids, user_w, user_dense, item_ids, item_w,
                              item_dense.astype(np.float32))
 
@@ -203,7 +202,7 @@ class FeatureBuilder:
                 col_ids[valid] = vocab.ids(self._users[col].to_numpy()[users[valid]])
                 ids[:, start + j] = col_ids
                 weights[:, start + j] = (col_ids != PAD).astype(np.float32)
-        stats = _user_stats(ev.assign(user_idx=rows), self.p, n)
+        stats = user_stats(ev.assign(user_idx=rows), self.p, n)
         dense = ((stats - self.user_dense_mean) / self.user_dense_std).astype(np.float32)
         return ids, weights, dense
 
@@ -273,36 +272,3 @@ class FeatureBuilder:
         ids[:, -1] = bucket
         weights[:, -1] = known.astype(np.float32)
         return ids, weights
-
-
-USER_DENSE = ("log_events", "log_engaged", "mean_rating", "engaged_share")
-ITEM_DENSE = ("log_events", "log_engaged", "mean_rating", "engaged_share")
-
-
-def _activity(events: pd.DataFrame, key: str, n: int, p: FeatureParams) -> np.ndarray:
-    """(n, 4) counts per user or item: the USER_DENSE / ITEM_DENSE columns."""
-    idx = events[key].to_numpy(np.int64)
-    count = np.bincount(idx, minlength=n).astype(np.float64)
-    pos = np.bincount(idx, weights=engaged(events, p.rating_threshold, p.watch_threshold)
-                      .astype(np.float64), minlength=n)
-    rating = events["rating"].to_numpy(np.float64)
-    rated = ~np.isnan(rating)
-    rsum = np.bincount(idx[rated], weights=rating[rated], minlength=n)
-    rcount = np.bincount(idx[rated], minlength=n)
-    mean_rating = np.where(rcount > 0, rsum / np.maximum(rcount, 1) - 3.0, 0.0)
-    share = np.where(count > 0, pos / np.maximum(count, 1), 0.0)
-    return np.stack([np.log1p(count), np.log1p(pos), mean_rating, share], 1)
-
-
-def _item_stats(events: pd.DataFrame, n_items: int, p: FeatureParams) -> np.ndarray:
-    return _activity(events, "item_idx", n_items, p)
-
-
-def _user_stats(events: pd.DataFrame, p: FeatureParams, n: int | None = None) -> np.ndarray:
-    """(n, 4) USER_DENSE columns; ``n`` defaults to the largest user index + 1."""
-    n = int(events["user_idx"].max()) + 1 if n is None and len(events) else (n or 0)
-    return _activity(events, "user_idx", n, p)
-
-
-def _moments(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return stats.mean(0), np.maximum(stats.std(0), 1e-6)

@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys import RecsysError
-from recsys.ranking.features import FeatureBuilder, engaged
+from recsys.ranking.activity import engaged
+from recsys.ranking.features import FeatureBuilder
 from recsys.ranking.source_features import SourceLists
 
 

@@ -26,8 +26,9 @@ from recsys.candidates.base import training_matrix
 from recsys.data.dataset import Dataset, interaction_matrix
 from recsys.data.splits import split_interactions
 from recsys.eval.protocol import positives
+from recsys.ranking.activity import engaged
 from recsys.ranking.evaluate import truth_matrix
-from recsys.ranking.features import FeatureBuilder, FeatureParams, FeatureTables, engaged
+from recsys.ranking.features import FeatureBuilder, FeatureParams, FeatureTables
 from recsys.ranking.layout import FeatureLayout
 from recsys.ranking.pairs import NegativeMix, PairRows, candidate_rows, training_rows
 from recsys.ranking.source_features import SourceLists, source_lists
@@ -37,12 +38,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StackingParams:
+    """How the ranker's training rows are made (the ``ranker.stacking`` config; its
+    ``overfetch``, ``positive_threshold`` and ``seed`` follow ``candidates.overfetch``,
+    ``eval.positive_threshold`` and ``seed`` in ``configs/ranker/two_tower.yaml``)."""
+
     label_fraction: float = 0.2  # share of each user's training events kept as ranker labels
     validation_users: float = 0.1  # share of label users held apart for validation
-    overfetch: float = 2.0  # source list depth = quota * overfetch (as the online generator)
+    overfetch: float | None = 2.0  # source list depth = quota x overfetch (as served); null: none
     folds: int = 1  # > 1: K-fold stacking, every training event labels the ranker once
     feature_depth: int | None = None  # rank/score features reach this deep into each source
-    positive_threshold: float = 4.0
+    positive_threshold: float | None = 4.0  # sources fit on ratings >= this; null = every event
     seed: int = 42
 
 

@@ -64,7 +64,7 @@ def run_ray(cfg: LoopConfig, num_workers: int, cpus_per_worker: float = 1.0,
     with ray_ctx:
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={**asdict(worker_cfg)},
+            train_loop_config={"loop": worker_cfg},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker}),
             torch_config=TorchConfig(backend=backend_for(cfg.device)),

@@ -29,32 +29,27 @@ from recsys.ranking.batches import BatchIterator, gather
 from recsys.ranking.evaluate import group_metrics
 from recsys.ranking.model import ModelParams, TwoTowerRanker
 from recsys.train.handoff import WorkerData, read_worker_data
+from recsys.train.settings import RankerConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_OPTIMIZERS = ("adagrad", "rowwise_adagrad", "sgd", "adam")
+VALIDATION_BATCH_ROWS = 8192  # candidate rows scored per validation step
 STATE_FILE = "state.json"
 
 
 @dataclass
 class LoopConfig:
+    """What one worker needs: where the prepared rows and checkpoints are, the trainer and
+    ranker settings (their defaults live once, in ``recsys.train.settings``), and what the
+    launcher decides (device, threads, tracking)."""
+
     data_dir: str
     checkpoint_dir: str
-    model: ModelParams = field(default_factory=ModelParams)
-    epochs: int = 5
-    batch_size: int = 1024
-    dense_lr: float = 1e-3
-    embedding_lr: float = 0.05
-    embedding_optimizer: str = "adagrad"
-    retrieval_loss_weight: float = 0.5  # weight of the <u, v> loss that trains retrieval
-    patience: int = 2  # epochs without a better validation NDCG@10 before stopping
-    resume: bool = True
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
     seed: int = 42
     threads: int | None = None  # torch intra-op threads per worker (cores / workers)
-    sharding: dict[str, list[str]] = field(default_factory=dict)  # table -> allowed types
-    device: str = "cpu"
-    progress: bool = True
-    eval_batch_size: int = 8192
+    device: str = "cpu"  # resolved already (recsys.device): cpu | cuda
     tracker: dict[str, Any] | None = None  # start_tracker kwargs; rank 0 logs each epoch
     report_to_ray: bool = False  # set by the Ray launcher: ray.train.report each epoch
 
@@ -88,8 +83,6 @@ def epoch_dir(checkpoint_dir: Path, epoch: int) -> Path:
 def _embedding_optimizer(name: str):
     import torchrec.optim as trec_optim
 
-    if name not in EMBEDDING_OPTIMIZERS:
-        raise ValueError(f"embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}")
     return {"adagrad": torch.optim.Adagrad, "rowwise_adagrad": trec_optim.RowWiseAdagrad,
             "sgd": torch.optim.SGD, "adam": torch.optim.Adam}[name]
 
@@ -104,16 +97,17 @@ def build_sharded(cfg: LoopConfig, layout, device: torch.device):
     from torchrec.optim.optimizers import in_backward_optimizer_filter
 
     torch.manual_seed(cfg.seed)  # same dense init on every worker (DDP also broadcasts)
-    params = ModelParams(**{**asdict(cfg.model), "sparse_arch": "torchrec"})
+    shape = cfg.ranker.model
+    params = ModelParams(shape.tower_dims, shape.dense_dims, shape.interaction_dims, "torchrec")
     model = TwoTowerRanker(layout, params, sparse_device=torch.device("meta"))
-    apply_optimizer_in_backward(_embedding_optimizer(cfg.embedding_optimizer),
-                                model.sparse_arch.ebc.parameters(), {"lr": cfg.embedding_lr})
+    apply_optimizer_in_backward(_embedding_optimizer(cfg.ranker.embedding_optimizer),
+                                model.sparse_arch.ebc.parameters(), {"lr": cfg.ranker.embedding_lr})
     present = {t.name for t in layout.tables}
-    unused = sorted(set(cfg.sharding) - present)
+    unused = sorted(set(cfg.trainer.sharding) - present)
     if unused:  # e.g. `user` with ranker.features.user_id=false: nothing to constrain
         log.info("sharding constraints for absent tables ignored: %s", ", ".join(unused))
     constraints = {table: ParameterConstraints(sharding_types=list(types))
-                   for table, types in cfg.sharding.items() if table in present}
+                   for table, types in cfg.trainer.sharding.items() if table in present}
     world = dist.get_world_size()
     planner = EmbeddingShardingPlanner(
         topology=Topology(world_size=world, compute_device=device.type),
@@ -121,7 +115,7 @@ def build_sharded(cfg: LoopConfig, layout, device: torch.device):
     plan = planner.collective_plan(model, None, dist.GroupMember.WORLD)
     dmp = DistributedModelParallel(model, device=device, plan=plan)
     dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
-                                  lambda ps: torch.optim.Adam(ps, lr=cfg.dense_lr))
+                                  lambda ps: torch.optim.Adam(ps, lr=cfg.ranker.dense_lr))
     optimizer = CombinedOptimizer([dmp.fused_optimizer, dense])
     return dmp, optimizer, plan_text(plan)
 
@@ -176,13 +170,13 @@ def validate(dmp, data: WorkerData, cfg: LoopConfig, device: torch.device) -> di
     rank, world = dist.get_rank(), dist.get_world_size()
     n = len(data.validation)
     per = -(-n // world)
-    batches = -(-per // cfg.eval_batch_size)
+    batches = -(-per // VALIDATION_BATCH_ROWS)
     lo = rank * per
     out = []
     dmp.eval()
     for b in range(batches):
-        start = lo + b * cfg.eval_batch_size
-        idx = np.arange(start, start + cfg.eval_batch_size) % max(n, 1)  # pad by wrapping
+        start = lo + b * VALIDATION_BATCH_ROWS
+        idx = np.arange(start, start + VALIDATION_BATCH_ROWS) % max(n, 1)  # pad by wrapping
         batch = gather(data.tables, data.validation, idx).to(device)
         out.append(torch.sigmoid(dmp(**batch.inputs())[0]).cpu().numpy())
     dmp.train()
@@ -194,11 +188,10 @@ def validate(dmp, data: WorkerData, cfg: LoopConfig, device: torch.device) -> di
                          data.validation_truth, [10, 20], data.item_popularity)
 
 
-def train_worker(config: LoopConfig | dict) -> dict[str, Any]:
-    """Run by every worker; returns the final ``TrainState`` as a dict (rank 0's is used)."""
-    cfg = config if isinstance(config, LoopConfig) else LoopConfig(**config)
-    if isinstance(cfg.model, dict):
-        cfg.model = ModelParams(**cfg.model)
+def train_worker(config: LoopConfig | dict[str, LoopConfig]) -> dict[str, Any]:
+    """Run by every worker; returns the final ``TrainState`` as a dict (rank 0's is used).
+    Ray Train hands its workers a dict: ``{"loop": LoopConfig}``."""
+    cfg = config if isinstance(config, LoopConfig) else config["loop"]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -208,7 +201,7 @@ def train_worker(config: LoopConfig | dict) -> dict[str, Any]:
     dmp, optimizer, plan = build_sharded(cfg, data.layout, device)
     ckpt_dir = Path(cfg.checkpoint_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    state = TrainState.read(ckpt_dir) if cfg.resume else None
+    state = TrainState.read(ckpt_dir) if cfg.trainer.resume else None
     if state is not None and state.epoch > 0:
         load_checkpoint(dmp, optimizer, epoch_dir(ckpt_dir, state.epoch))
         if rank == 0:
@@ -219,19 +212,19 @@ def train_worker(config: LoopConfig | dict) -> dict[str, Any]:
     if rank == 0:
         log.info("sharding plan (%d workers):\n%s", world, plan)
     tracker = _tracker(cfg) if rank == 0 else None
-    loader = BatchIterator(data.tables, data.train, cfg.batch_size, rank=rank, world_size=world,
-                           seed=cfg.seed)
+    loader = BatchIterator(data.tables, data.train, cfg.trainer.batch_size, rank=rank,
+                           world_size=world, seed=cfg.seed)
     stopped = False
-    for epoch in range(state.epoch, cfg.epochs):
-        if state.bad_epochs >= cfg.patience:
+    for epoch in range(state.epoch, cfg.trainer.epochs):
+        if state.bad_epochs >= cfg.trainer.patience:
             stopped = True
             break
         loader.epoch = epoch
         t_data = t_model = loss_sum = 0.0
         samples = 0
         start = time.perf_counter()
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=rank != 0 or not cfg.progress, leave=False)
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.trainer.epochs}",
+                   disable=rank != 0 or not cfg.trainer.progress, leave=False)
         it = iter(loader)
         while True:
             t0 = time.perf_counter()
@@ -240,7 +233,7 @@ def train_worker(config: LoopConfig | dict) -> dict[str, Any]:
                 break
             batch = batch.to(device)
             t1 = time.perf_counter()
-            loss = loss_fn(dmp(**batch.inputs()), batch.labels, cfg.retrieval_loss_weight)
+            loss = loss_fn(dmp(**batch.inputs()), batch.labels, cfg.ranker.retrieval_loss_weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -277,7 +270,7 @@ def train_worker(config: LoopConfig | dict) -> dict[str, Any]:
         dist.barrier()
     if stopped and rank == 0:
         log.info("early stop: no better validation NDCG@10 for %d epochs (best %.4f at %d)",
-                 cfg.patience, state.best_ndcg, state.best_epoch)
+                 cfg.trainer.patience, state.best_ndcg, state.best_epoch)
     if tracker is not None:
         tracker.finish()
     return asdict(state)

@@ -18,16 +18,17 @@ from recsys.data import load_dataset
 from recsys.eval.protocol import prepare
 from recsys.ranking.features import FeatureParams
 from recsys.ranking.layout import FeatureLayout
-from recsys.ranking.model import ModelParams
+from recsys.ranking.model import ModelShape
 from recsys.ranking.pairs import NegativeMix
 from recsys.ranking.prepare import StackingParams, prepare_ranker_data
 from recsys.train.handoff import write_worker_data
 from recsys.train.launch import run_local, run_ray
 from recsys.train.loop import STATE_FILE, LoopConfig, TrainState, epoch_dir
+from recsys.train.settings import RankerConfig, TrainerConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SMALL = ModelParams(tower_dims=[32, 16], dense_dims=[8], interaction_dims=[16])
+SMALL = ModelShape(tower_dims=[32, 16], dense_dims=[8], interaction_dims=[16])
 METRICS = ("train/loss", "val/ndcg@10", "val/recall@20", "val/auc")
 
 
@@ -57,8 +58,14 @@ def cfg(tmp_path_factory, one_thread) -> LoopConfig:
                                              user_id=True),  # two id tables to shard
                                NegativeMix(), StackingParams(), progress=False)
     write_worker_data(data, root / "data")
-    return LoopConfig(str(root / "data"), str(root / "unused"), model=SMALL, epochs=2,
-                      batch_size=256, progress=False, threads=1)
+    return LoopConfig(str(root / "data"), str(root / "unused"),
+                      trainer=TrainerConfig(epochs=2, batch_size=256, progress=False),
+                      ranker=RankerConfig(model=SMALL, retrieval_loss_weight=0.5), threads=1)
+
+
+def with_epochs(cfg: LoopConfig, epochs: int, **changes) -> LoopConfig:
+    """``cfg`` trained for ``epochs`` (and other trainer changes, e.g. ``resume``)."""
+    return replace(cfg, trainer=replace(cfg.trainer, epochs=epochs, **changes))
 
 
 def finite_history(state: dict) -> None:
@@ -111,12 +118,12 @@ def test_resume_restores_weights_and_optimizer_state(cfg, local_run, tmp_path):
     resumed epoch 2 matches the uninterrupted run's epoch 2; a restart would repeat epoch 1."""
     _, uninterrupted = local_run
     run_cfg = replace(cfg, checkpoint_dir=str(tmp_path / "ckpt"))
-    first = run_local(replace(run_cfg, epochs=1))
+    first = run_local(with_epochs(run_cfg, 1))
     assert first["epoch"] == 1 and not epoch_dir(tmp_path / "ckpt", 2).exists()
     for key in METRICS:
         assert first["history"][0][key] == pytest.approx(uninterrupted["history"][0][key],
                                                          rel=1e-5)
-    resumed = run_local(replace(run_cfg, epochs=2, resume=True))
+    resumed = run_local(with_epochs(run_cfg, 2, resume=True))
     assert resumed["epoch"] == 2 and len(resumed["history"]) == 2
     assert resumed["history"][0] == first["history"][0]  # read back, not re-run
     for key in METRICS:
@@ -164,7 +171,7 @@ def test_two_worker_checkpoint_resumes_on_one_worker(two_workers, tmp_path):
     run_cfg, state = two_workers
     ckpt = tmp_path / "ckpt"
     shutil.copytree(run_cfg.checkpoint_dir, ckpt)
-    resumed = run_local(replace(run_cfg, checkpoint_dir=str(ckpt), epochs=3))
+    resumed = run_local(with_epochs(replace(run_cfg, checkpoint_dir=str(ckpt)), 3))
     assert resumed["world_size"] == 1 and resumed["epoch"] == 3
     assert resumed["history"][:2] == state["history"]
     finite_history(resumed)

@@ -12,7 +12,7 @@ import pytest
 from recsys import RecsysError
 from recsys.candidates.generator import CandidateGenerator
 from recsys.config import compose_config
-from recsys.ranking.pipeline import train_ranker
+from recsys.config.jobs import two_stage_job
 from recsys.runtime.ports import free_port
 from recsys.serving.artefacts import ArtefactStore
 from recsys.serving.bundle import load_bundle
@@ -20,6 +20,7 @@ from recsys.serving.catalog import DuplicateItemError
 from recsys.serving.rankers import OnnxRanker, TritonRanker
 from recsys.serving.request_path import RecommendationPipeline, Request
 from recsys.serving.state import InMemoryUserStore
+from recsys.train.two_stage import train_ranker
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def bundle(tmp_path_factory):
     cfg = compose_config([
         "debug=default", "candidates=default", "ranker=two_tower", "trainer.epochs=1",
         "ranker.export.check_on_triton=false", f"data.root={root / 'data'}"])
-    train_ranker(cfg, root / "run")
+    train_ranker(two_stage_job(cfg), root / "run")
     return load_bundle(*ArtefactStore(root / "run" / "artefacts").resolve("latest"))
 
 
@@ -283,7 +284,7 @@ def rated_bundle(tmp_path_factory):
         "ranker.export.check_on_triton=false", "eval.positive_threshold=4.0",
         "data.rating_share=0.5", "data.play_share=0.3", "data.click_share=0.15",
         f"data.root={root / 'data'}"])
-    train_ranker(cfg, root / "run")
+    train_ranker(two_stage_job(cfg), root / "run")
     return load_bundle(*ArtefactStore(root / "run" / "artefacts").resolve("latest"))
 
 

@@ -84,14 +84,15 @@ def test_ranker_job_publishes_a_loadable_serving_bundle(tmp_path):
     """The two-stage job end to end on tiny synthetic data: metrics, export, and a published
     artefact version that the serving side loads back."""
     from recsys.candidates.types import Context, UserHistory
-    from recsys.ranking.pipeline import train_ranker
+    from recsys.config.jobs import two_stage_job
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
+    from recsys.train.two_stage import train_ranker
 
     cfg = _cfg(["debug=default", "candidates=fast", "ranker=two_tower", "trainer.epochs=1",
                 "trainer.progress=false", "logger=none", "ranker.export.check_on_triton=false",
                 f"data.root={tmp_path / 'data'}"])
-    results = train_ranker(cfg, tmp_path / "run")
+    results = train_ranker(two_stage_job(cfg), tmp_path / "run")
     assert {"two_tower", "ease"} <= set(results)
     run = json.loads((tmp_path / "run" / "metrics.json").read_text())["run"]
     version, path = ArtefactStore(tmp_path / "run" / "artefacts").resolve("latest")

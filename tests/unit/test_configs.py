@@ -10,12 +10,15 @@ from omegaconf import OmegaConf
 
 from recsys.config import compose_config
 from recsys.config.builders import build_sources
+from recsys.config.jobs import two_stage_job
 from recsys.config.overrides import expand_sweeps, user_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
-GROUPS = ["data", "model", "index", "candidates", "split", "trainer", "logger", "experiment",
-          "serve", "debug"]
+GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir())
+# groups whose node becomes the library's own settings object (one definition per knob)
+TYPED = {"data": "DataConfig", "split": "SplitConfig", "trainer": "TrainerConfig",
+         "logger": "LoggerConfig", "serve": "ServeConfig", "ranker": "RankerConfig"}
 
 
 def _compose(overrides):
@@ -27,16 +30,53 @@ def _compose(overrides):
     [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))],
 )
 def test_every_option_composes(group, option):
+    """Composes, resolves and instantiates: typed groups become their dataclass, models and
+    indexes their object, candidates their sources, and a config with a ranker the typed
+    two-stage job."""
     cfg = _compose([f"{group}={option}"])
     OmegaConf.to_container(cfg, resolve=True)
-    if group == "model":
-        model = instantiate(cfg.model)
-        assert hasattr(model, "fit") and hasattr(model, "score")
-    if group == "index":
-        assert instantiate(cfg.index).factory == cfg.index.factory
-    if group == "candidates":
+    for name, schema in TYPED.items():
+        if cfg.get(name) is not None:
+            assert type(OmegaConf.to_object(cfg[name])).__name__.endswith(schema), name
+    model = instantiate(cfg.model)
+    assert hasattr(model, "fit") and hasattr(model, "score")
+    assert instantiate(cfg.index).factory == cfg.index.factory
+    if cfg.candidates is not None:
         sources = build_sources(cfg)
         assert sources and all(hasattr(s, "candidates") and q > 0 for s, q in sources.values())
+    if cfg.ranker is not None and cfg.candidates is not None:
+        job = two_stage_job(cfg)
+        assert job.quotas and job.ranker.stacking.overfetch == cfg.candidates.overfetch
+
+
+def test_the_readme_lists_every_config_group():
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| group | options |"):]
+    table = table[:table.index("\n\n")]
+    listed = {line.split("|")[1].strip(" `") for line in table.splitlines()[2:]}
+    assert listed == set(GROUPS)
+    for group in GROUPS:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{group}`"))
+        assert all(f"`{p.stem}`" in row for p in (CONFIGS / group).glob("*.yaml")), group
+
+
+@pytest.mark.parametrize("override,valid", [
+    ("trainer.kind=rey", "local, ray"), ("split.kind=randm", "random, temporal, leave_last"),
+    ("ranker.export.instance_kind=tpu", "cpu, gpu"), ("model=als", None),
+    ("ranker.embedding_optimizer=adamw", "adagrad, rowwise_adagrad, sgd, adam"),
+    ("index.metric=cos", "cosine, ip, l2"), ("logger.mode=offlin", "offline, online, disabled"),
+])
+def test_a_mistyped_choice_fails_at_composition_listing_the_valid_values(override, valid):
+    base = ["candidates=default", "ranker=two_tower"]
+    if valid is None:  # a model config with a choice of its own
+        with pytest.raises(Exception) as err:
+            _compose([*base, override, "model.backend=cuda"])
+        assert "expected one of [implicit, torch]" in str(err.value.__cause__)
+        return
+    with pytest.raises(Exception) as err:
+        _compose([*base, override])
+    message = f"{err.value} {err.value.__cause__}"  # Hydra wraps OmegaConf's error
+    assert f"expected one of [{valid}]" in message, message
 
 
 def test_benchmark_experiment_fixes_the_protocol():
@@ -113,37 +153,39 @@ def test_shipped_ranker_export_lets_triton_merge_requests(experiment):
     """Triton merges requests only while their rows fit max_batch_size together: at the former
     1024, two requests of the default ~800 candidates never merged (benchmarks/serving.md
     showed 700 rows per execution at every load)."""
-    from recsys.ranking.pipeline import check_export_config, request_rows_bound
+    from recsys.train.publish import check_export, request_rows_bound
 
-    cfg = _compose([f"experiment={experiment}"])
-    check_export_config(cfg)
-    rows = request_rows_bound(cfg)
+    job = two_stage_job(_compose([f"experiment={experiment}"]))
+    check_export(job.quotas, job.ranker.export)
+    rows = request_rows_bound(job.quotas, job.ranker.export)
     assert rows >= 500  # the bound counts every source, two-tower retrieval included
-    assert cfg.ranker.export.max_batch_size >= 4 * rows
-    assert all(size >= rows for size in cfg.ranker.export.preferred_batch_sizes)
+    assert job.ranker.export.max_batch_size >= 4 * rows
+    assert all(size >= rows for size in job.ranker.export.preferred_batch_sizes)
 
 
 def test_ranker_job_refuses_a_triton_batch_below_one_request_before_any_work():
     from recsys import RecsysError
-    from recsys.ranking.pipeline import train_ranker
+    from recsys.train.two_stage import train_ranker
 
     cfg = _compose(["experiment=two_tower_small", "ranker.export.max_batch_size=256",
                     "data.root=/nonexistent"])  # reading data first would fail differently
     with pytest.raises(RecsysError, match=r"max_batch_size=256 is below the 800 rows one "
                                           r"request can carry .* at least 800"):
-        train_ranker(cfg, Path("/nonexistent/run"))
+        train_ranker(two_stage_job(cfg), Path("/nonexistent/run"))
 
 
 def test_triton_warmup_batches_are_whole_requests_capped_at_the_batch_limit():
     from recsys import RecsysError
-    from recsys.ranking.pipeline import check_export_config, warmup_batch_sizes
+    from recsys.train.publish import check_export, warmup_batch_sizes
 
-    cfg = _compose(["experiment=two_tower_small"])
-    assert warmup_batch_sizes(cfg) == [800, 3200]  # [1, 4] requests of 800 rows
-    cfg = _compose(["experiment=two_tower_small", "ranker.export.warmup_requests=[2,100]"])
-    assert warmup_batch_sizes(cfg) == [1600, 8192]
-    assert warmup_batch_sizes(_compose(["experiment=two_tower_small",
-                                        "ranker.export.warmup_requests=[]"])) == []
+    def sizes(*overrides):
+        job = two_stage_job(_compose(["experiment=two_tower_small", *overrides]))
+        return warmup_batch_sizes(job.quotas, job.ranker.export)
+
+    assert sizes() == [800, 3200]  # [1, 4] requests of 800 rows
+    assert sizes("ranker.export.warmup_requests=[2,100]") == [1600, 8192]
+    assert sizes("ranker.export.warmup_requests=[]") == []
+    job = two_stage_job(_compose(["experiment=two_tower_small",
+                                  "ranker.export.warmup_requests=[0]"]))
     with pytest.raises(RecsysError, match=r"warmup_requests=\[0\]: each entry"):
-        check_export_config(_compose(["experiment=two_tower_small",
-                                      "ranker.export.warmup_requests=[0]"]))
+        check_export(job.quotas, job.ranker.export)

@@ -15,8 +15,9 @@ from recsys.candidates.types import SURFACES, Provenance
 from recsys.data import load_dataset
 from recsys.data.splits import split_interactions
 from recsys.eval.protocol import prepare
+from recsys.ranking.activity import item_stats
 from recsys.ranking.batches import gather
-from recsys.ranking.features import FeatureParams, _item_stats
+from recsys.ranking.features import FeatureParams
 from recsys.ranking.layout import PAD, FeatureLayout
 from recsys.ranking.pairs import NegativeMix, PairRows
 from recsys.ranking.prepare import StackingParams, prepare_ranker_data, refit_for_serving
@@ -207,7 +208,7 @@ def test_popularity_features_count_training_events_only(setup):
     dataset, split, rd = setup
     builder = rd.builder
     fit = fit_events(split)
-    expected = (_item_stats(fit, dataset.n_items, PARAMS) - builder.item_dense_mean) \
+    expected = (item_stats(fit, dataset.n_items, PARAMS) - builder.item_dense_mean) \
         / builder.item_dense_std
     assert rd.tables.item_dense == pytest.approx(expected.astype(np.float32), abs=1e-5)
     # column 0 is log(1 + events per item): undo the standardisation and count directly

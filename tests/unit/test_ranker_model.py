@@ -196,13 +196,12 @@ def test_ranker_from_state_rebuilds_the_saved_model():
         ranker_from_state(layout, bags.state_dict())
 
 
-def test_export_refuses_an_unknown_instance_kind_before_writing(tmp_path):
-    from omegaconf import OmegaConf
-
+def test_export_refuses_a_served_format_it_does_not_export_before_writing(tmp_path):
     from recsys import RecsysError
-    from recsys.ranking.pipeline import export_ranker
+    from recsys.train.publish import export_ranker
+    from recsys.train.settings import ExportFormat, RankerExportConfig
 
-    cfg = OmegaConf.create({"ranker": {"export": {"instance_kind": "tpu"}}})
-    with pytest.raises(RecsysError, match="ranker.export.instance_kind=tpu is not one of cpu"):
-        export_ranker(None, None, None, cfg, tmp_path / "out")
+    export = RankerExportConfig(formats=[ExportFormat.torchscript])
+    with pytest.raises(RecsysError, match="serve_format=onnx is not in"):
+        export_ranker(None, None, None, {"cf": 100}, export, tmp_path / "out")
     assert not (tmp_path / "out").exists()

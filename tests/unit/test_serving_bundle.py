@@ -13,11 +13,11 @@ from recsys.candidates.types import Context, UserHistory
 from recsys.data import load_dataset
 from recsys.eval.protocol import prepare
 from recsys.ranking.features import FeatureBuilder, FeatureParams
-from recsys.ranking.pipeline import bundle_sources
 from recsys.ranking.prepare import StackingParams, refit_for_serving, users_by_index
 from recsys.serving.artefacts import ArtefactStore
 from recsys.serving.bundle import load_bundle, write_bundle
 from recsys.serving.ranker_inputs import request_batch
+from recsys.train.publish import bundle_sources
 
 
 def sources():
