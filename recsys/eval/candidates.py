@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from recsys.candidates.types import UserHistory
 from recsys.eval.metrics import coverage_at_k, hit_matrix, ndcg_at_k, recall_at_k
 from recsys.eval.protocol import EvalData
+from recsys.progress import progress_bar
 
 
 def pad_lists(lists: Sequence[np.ndarray], width: int, pad: int) -> np.ndarray:
@@ -58,5 +58,4 @@ def known_user_histories(data: EvalData) -> list[UserHistory]:
 def collect(fn: Callable[[UserHistory], np.ndarray], histories: Sequence[UserHistory],
             desc: str, progress: bool = True) -> list[np.ndarray]:
     """Run ``fn`` (history -> ordered item indices) for every user, with a progress bar."""
-    return [np.asarray(fn(h)) for h in tqdm(histories, desc=desc, disable=not progress,
-                                            leave=False)]
+    return [np.asarray(fn(h)) for h in progress_bar(histories, desc=desc, enabled=progress)]

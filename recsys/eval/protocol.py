@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from recsys import RecsysError
 from recsys.candidates.base import Scorer, training_matrix
@@ -25,6 +24,7 @@ from recsys.candidates.history import top_k
 from recsys.data.dataset import Dataset, interaction_matrix
 from recsys.data.splits import Split, split_interactions
 from recsys.eval.metrics import ranking_metrics
+from recsys.progress import progress_bar
 
 
 def positives(interactions: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
@@ -95,8 +95,7 @@ def evaluate(model: Scorer, data: EvalData, ks: list[int], batch_size: int = 204
     batches = [data.users[i:i + batch_size] for i in range(0, len(data.users), batch_size)]
     topk = np.concatenate([
         recommend(model, users, training_matrix(model, data.train, data.seen), data.seen, max_k)
-        for users in tqdm(batches, desc=f"evaluate {model.name}", disable=not progress,
-                          leave=False)
+        for users in progress_bar(batches, desc=f"evaluate {model.name}", enabled=progress)
     ])
     per_user = ranking_metrics(topk, data.test[data.users], ks, data.item_popularity())
     metrics = {name: float(np.mean(v)) for name, v in per_user.items()}

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from recsys.candidates.base import training_matrix
 from recsys.candidates.history import top_k
 from recsys.candidates.types import Candidate, CandidateSet, Provenance
+from recsys.progress import progress_bar
 
 PER_SOURCE = ("present", "rank", "score")
 
@@ -127,8 +127,8 @@ def source_lists(sources: Mapping[str, tuple[object, int]], history: sp.csr_matr
         depth = max(int(quota * overfetch), feature_depth or 0)
         items = np.full((n_users, depth), -1, np.int64)
         scores = np.zeros((n_users, depth), np.float32)
-        for start in tqdm(range(0, n_users, batch_size), desc=f"source lists {name}",
-                          disable=not progress, leave=False):
+        for start in progress_bar(range(0, n_users, batch_size),
+                                  desc=f"source lists {name}", enabled=progress):
             users = np.arange(start, min(n_users, start + batch_size))
             s = np.asarray(model.score(users, training_matrix(model, history, seen)),
                            np.float32).copy()

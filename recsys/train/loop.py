@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from recsys.progress import progress_bar
 from recsys.ranking.batches import BatchIterator, gather
 from recsys.ranking.evaluate import group_metrics
 from recsys.ranking.model import ModelParams, TwoTowerRanker
@@ -223,8 +223,8 @@ def train_worker(config: LoopConfig | dict[str, LoopConfig]) -> dict[str, Any]:
         t_data = t_model = loss_sum = 0.0
         samples = 0
         start = time.perf_counter()
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.trainer.epochs}",
-                   disable=rank != 0 or not cfg.trainer.progress, leave=False)
+        bar = progress_bar(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.trainer.epochs}",
+                           enabled=rank == 0 and cfg.trainer.progress)
         it = iter(loader)
         while True:
             t0 = time.perf_counter()

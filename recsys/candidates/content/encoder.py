@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from recsys import RecsysError
 from recsys.candidates.content.cache import EmbeddingCache
 from recsys.device import resolve_device
+from recsys.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,7 @@ class TextEncoder:
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths batch well
         out = np.empty((len(texts), self.dim), np.float32)
         starts = range(0, len(texts), self.batch_size)
-        for start in tqdm(starts, desc=desc, unit="batch", disable=not self.progress,
-                          leave=False):
+        for start in progress_bar(starts, desc=desc, unit="batch", enabled=self.progress):
             rows = order[start:start + self.batch_size]
             out[rows] = self.model.encode([texts[i] for i in rows], batch_size=len(rows),
                                           convert_to_numpy=True, show_progress_bar=False,

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from recsys import RecsysError
 from recsys.data.schema import EVENT_TYPES, INTERACTIONS_ARROW
@@ -27,6 +26,7 @@ from recsys.data.synthetic.events import _batches, make_events
 from recsys.data.synthetic.layout import META_FORMAT, META_VERSION
 from recsys.data.synthetic.streams import _KEY_CHUNK, _STREAM_EVENTS, _rng
 from recsys.data.synthetic.users import chunk_event_totals, make_users
+from recsys.progress import progress_bar
 
 # Dictionary-encode only the repetitive columns (ids of sorted users, the 4 event types) and
 # compress with zstd: 40% smaller files and 40% faster writes than pyarrow's defaults here.
@@ -48,8 +48,8 @@ def generate(config: SyntheticConfig, out_dir: str | Path, progress: bool = True
     pa.default_memory_pool().release_unused()  # the catalog's strings are gone for good
     totals = chunk_event_totals(config)
     by_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    with (tqdm(total=config.n_events, unit="ev", unit_scale=True, disable=not progress,
-               desc="synthetic events") as bar,
+    with (progress_bar(total=config.n_events, unit="ev", unit_scale=True, enabled=progress,
+                       desc="synthetic events") as bar,
           _BackgroundWriter() as background):
         for chunk in range(config.n_chunks):
             by_type += _write_chunk(config, catalog, chunk, int(totals[chunk]), out, background,
