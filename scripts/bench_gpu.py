@@ -110,11 +110,10 @@ def bench_ranker(ranker_dir: Path, rows: int, repeats: int) -> dict[str, Any]:
                     return model(**args).cpu().numpy()  # .cpu() waits for the GPU
 
             scores = call()
+            diff = None  # compared on one request only: the CPU run's is the reference
             if shape == "1 request":
                 reference = scores if reference is None else reference
                 diff = float(np.abs(scores - reference).max())
-            else:
-                diff = None
             stats = rounded(time_calls(call, repeats, warmup=5))
             n = len(arrays["ids"])
             out["results"].append({
@@ -130,8 +129,7 @@ def _client_loop(handle: Any, arrays: dict[str, np.ndarray], count: int,
                  latencies: list[float], errors: list[str]) -> None:
     from recsys.runtime.triton_client import infer
 
-    client = handle.grpc_client()
-    try:
+    with contextlib.closing(handle.grpc_client()) as client:
         for _ in range(count):
             t0 = time.perf_counter()
             try:
@@ -140,8 +138,6 @@ def _client_loop(handle: Any, arrays: dict[str, np.ndarray], count: int,
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             latencies.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        client.close()
 
 
 def _in_flight(handle: Any, arrays: dict[str, np.ndarray], requests: int, in_flight: int
@@ -166,18 +162,17 @@ def _in_flight(handle: Any, arrays: dict[str, np.ndarray], requests: int, in_fli
 
 
 def bench_triton(ranker_dir: Path, rows: int, requests: int) -> dict[str, Any]:
-    from recsys.ranking.export import InputSpec, export_torchscript
+    from recsys.ranking.export import export_torchscript, ranking_spec
     from recsys.runtime.triton_client import infer
     from recsys.runtime.triton_repo import write_model_repository
     from recsys.runtime.tritonserver import tritonserver
-    from scripts.bench_serving import prom, triton_batch
+    from scripts.bench_metrics import scrape, triton_rows_per_execution
 
     layout, served = load_served_ranker(ranker_dir)
     arrays = request_rows(layout, 1, rows)
     with torch.inference_mode():
         want = served(**{k: torch.from_numpy(v) for k, v in arrays.items()}).numpy()
-    spec = InputSpec.ranking(layout.slots, layout.user_dense, layout.item_dense,
-                             layout.pair_dense)
+    spec = ranking_spec(layout.slots, layout.user_dense, layout.item_dense, layout.pair_dense)
     out: dict[str, Any] = {"rows_per_request": rows, "results": []}
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         example = {k: torch.from_numpy(v[:64]) for k, v in arrays.items()}
@@ -189,16 +184,15 @@ def bench_triton(ranker_dir: Path, rows: int, requests: int) -> dict[str, Any]:
                                    preferred_batch_sizes=[rows, 4 * rows],
                                    max_queue_size=64, num_threads=1 if kind == "cpu" else 0)
             with tritonserver(repo, timeout_s=120) as handle:
-                client = handle.grpc_client()
-                got = infer(client, "ranker", arrays)
-                client.close()
+                with contextlib.closing(handle.grpc_client()) as client:
+                    got = infer(client, "ranker", arrays)
                 diff = float(np.abs(got.reshape(want.shape) - want).max())
                 for in_flight in (1, IN_FLIGHT):
                     _in_flight(handle, arrays, 8 * in_flight, in_flight)  # warm-up, see below
-                    before = prom(handle.metrics_url)
+                    before = scrape(handle.metrics_url)
                     latencies, errors, wall = _in_flight(handle, arrays, requests, in_flight)
-                    after = prom(handle.metrics_url)
-                    rows_per_execution = triton_batch(before, after)
+                    rows_per_execution = triton_rows_per_execution(
+                        before, scrape(handle.metrics_url))
                     out["results"].append({
                         "instance": f"KIND_{kind.upper()}", "in_flight": in_flight,
                         "requests": len(latencies), "errors": len(errors),
@@ -215,20 +209,22 @@ def bench_triton(ranker_dir: Path, rows: int, requests: int) -> dict[str, Any]:
 
 
 # -- collaborative filtering -------------------------------------------------------------------
-def builtin_matrix():
+def builtin_matrix() -> tuple[Any, dict[str, Any]]:
+    """ml-latest-small positives (rating >= 4) as a users x items matrix, and the start of a
+    section that describes it."""
     from recsys.data import load_dataset
     from recsys.data.dataset import interaction_matrix
 
     data = load_dataset("ml-latest-small")
     positives = data.interactions[data.interactions["rating"] >= 4.0]
-    return interaction_matrix(positives, data.n_users, data.n_items)
+    train = interaction_matrix(positives, data.n_users, data.n_items)
+    return train, {"matrix": list(train.shape), "nnz": int(train.nnz), "results": []}
 
 
 def bench_ease(repeats: int) -> dict[str, Any]:
     from recsys.candidates.ease import EASE
 
-    train = builtin_matrix()
-    out: dict[str, Any] = {"matrix": list(train.shape), "nnz": int(train.nnz), "results": []}
+    train, out = builtin_matrix()
     users = np.arange(min(256, train.shape[0]))
     for device in devices():
         def fit(device=device) -> None:
@@ -248,8 +244,7 @@ def bench_ease(repeats: int) -> dict[str, Any]:
 def bench_als(repeats: int) -> dict[str, Any]:
     from recsys.candidates.als import ALS
 
-    train = builtin_matrix()
-    out: dict[str, Any] = {"matrix": list(train.shape), "nnz": int(train.nnz), "results": []}
+    train, out = builtin_matrix()
     for device in devices():
         def fit(device=device) -> None:
             ALS(factors=128, iterations=15, backend="torch", device=device).fit(train)
@@ -283,6 +278,14 @@ def speedups(results: list[dict[str, Any]]) -> dict[str, float]:
             for batch, device in p50 if device == "cuda"}
 
 
+def table(columns: list[str], rows: list[list[Any]], left: int = 1) -> list[str]:
+    """Markdown table lines (the first ``left`` columns left-aligned, the rest right-aligned: they
+    hold numbers), then a blank line."""
+    return ["| " + " | ".join(columns) + " |",
+            "|" + "---|" * left + "---:|" * (len(columns) - left),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows), ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = ["# GPU paths against the CPU", "",
@@ -296,15 +299,12 @@ def markdown(report: dict[str, Any]) -> str:
                   "```", ""]
     if "ranker" in sections and "results" in sections["ranker"]:
         r = sections["ranker"]
-        lines += [f"## Served ranker, eager PyTorch ({r['rows_per_request']} rows per request)",
-                  "", "| device | batch | rows | p50 ms | p90 ms | rows/s "
-                  "| max abs diff vs CPU |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
-        for x in r["results"]:
-            diff = "" if x["max_abs_diff_vs_cpu"] is None else f"{x['max_abs_diff_vs_cpu']:.1e}"
-            lines.append(f"| {x['device']} | {x['batch']} | {x['rows']} | {x['p50_ms']} | "
-                         f"{x['p90_ms']} | {x['rows_per_s']:,} | {diff} |")
-        lines.append("")
+        lines += [f"## Served ranker, eager PyTorch ({r['rows_per_request']} rows per request)", ""]
+        lines += table(
+            ["device", "batch", "rows", "p50 ms", "p90 ms", "rows/s", "max abs diff vs CPU"],
+            [[x["device"], x["batch"], x["rows"], x["p50_ms"], x["p90_ms"], f"{x['rows_per_s']:,}",
+              "" if x["max_abs_diff_vs_cpu"] is None else f"{x['max_abs_diff_vs_cpu']:.1e}"]
+             for x in r["results"]], left=2)
     if "triton" in sections and "results" in sections["triton"]:
         r = sections["triton"]
         lines += [f"## Served ranker on Triton, TorchScript ({r['rows_per_request']} rows "
@@ -312,31 +312,23 @@ def markdown(report: dict[str, Any]) -> str:
                   f"Client and Python-backend stub under numpy {r.get('numpy', '?')}"
                   + (" (merged from a run under another interpreter on the same machine)"
                      if "merged_from" in r else "") + ". `KIND_CPU` runs one intra-op thread, "
-                  "as served; requests per execution is what the dynamic batcher merged.", "",
-                  "| instance | in flight | requests | errors | p50 ms | p99 ms | req/s | "
-                  "requests per execution | max abs diff |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for x in r["results"]:
-            lines.append(f"| {x['instance']} | {x['in_flight']} | {x['requests']} | "
-                         f"{x['errors']} | {x['p50_ms']} | {x['p99_ms']} | "
-                         f"{x['requests_per_s']} | {x['mean_requests_per_execution']} | "
-                         f"{x['max_abs_diff_vs_eager_cpu']:.1e} |")
-        lines.append("")
-    for name, title in (("ease", "EASE (lambda 500)"), ("als", "ALS, torch backend (128 "
-                                                             "factors, 15 iterations)")):
+                  "as served; requests per execution is what the dynamic batcher merged.", ""]
+        lines += table(
+            ["instance", "in flight", "requests", "errors", "p50 ms", "p99 ms", "req/s",
+             "requests per execution", "max abs diff"],
+            [[x["instance"], x["in_flight"], x["requests"], x["errors"], x["p50_ms"], x["p99_ms"],
+              x["requests_per_s"], x["mean_requests_per_execution"],
+              f"{x['max_abs_diff_vs_eager_cpu']:.1e}"] for x in r["results"]])
+    for name, title in (("ease", "EASE (lambda 500)"),
+                        ("als", "ALS, torch backend (128 factors, 15 iterations)")):
         if name in sections and "results" in sections[name]:
-            r = sections[name]
+            r, ease = sections[name], name == "ease"
             lines += [f"## {title} on ml-latest-small positives ({r['matrix'][0]:,} x "
-                      f"{r['matrix'][1]:,}, {r['nnz']:,} entries)", "",
-                      "| device | fit p50 ms | fit min ms |"
-                      + (" score 256 users ms |"
-                                                                 if name == "ease" else ""),
-                      "|---|---:|---:|" + ("---:|" if name == "ease" else "")]
-            for x in r["results"]:
-                extra = (f" {x['score_256_users']['p50_ms']} |" if name == "ease" else "")
-                lines.append(f"| {x['device']} | {x['fit']['p50_ms']} | "
-                             f"{x['fit']['min_ms']} |{extra}")
-            lines.append("")
+                      f"{r['matrix'][1]:,}, {r['nnz']:,} entries)", ""]
+            lines += table(["device", "fit p50 ms", "fit min ms"] + ["score 256 users ms"] * ease,
+                           [[x["device"], x["fit"]["p50_ms"], x["fit"]["min_ms"]]
+                            + ([x["score_256_users"]["p50_ms"]] if ease else [])
+                            for x in r["results"]])
     for name, section in sections.items():
         if "error" in section:
             lines += [f"**{name}: not measured.** {section['error']}", ""]
@@ -385,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             report["sections"][name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         print(f"bench_gpu: {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # keep what was measured if a later section hangs
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
     for path in args.merge:

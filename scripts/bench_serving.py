@@ -38,6 +38,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scripts.bench_metrics import (  # noqa: E402
+    machine_busy_s,
+    scrape,
+    stage_means,
+    triton_rows_per_execution,
+)
 
 # ---- load generators -------------------------------------------------------------------------
 WRK_SCRIPT = """
@@ -49,13 +55,6 @@ request = function()
 end
 """
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def machine_busy_s() -> float:
-    """CPU seconds every core of this machine has spent busy since boot (``/proc/stat``)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_closed_loop(url: str, users: list[int], connections: int, seconds: int) -> dict:
@@ -136,42 +135,6 @@ def open_loop(url: str, users: list[int], rate: float, seconds: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# ---- metrics scraped from the servers --------------------------------------------------------
-def prom(url: str) -> dict[str, float]:
-    import httpx
-
-    out: dict[str, float] = {}
-    for line in httpx.get(url, timeout=10).text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            try:
-                out[key] = out.get(key, 0.0) + float(value)
-            except ValueError:
-                pass
-    return out
-
-
-def stage_means(before: dict, after: dict) -> dict[str, float]:
-    means = {}
-    for key in after:
-        m = re.match(r'recsys_stage_seconds_sum\{stage="(\w+)"\}', key)
-        if m:
-            count_key = key.replace("_sum", "_count")
-            n = after[count_key] - before.get(count_key, 0.0)
-            if n:
-                means[m.group(1)] = 1e3 * (after[key] - before.get(key, 0.0)) / n
-    return means
-
-
-def triton_batch(before: dict, after: dict) -> float | None:
-    def total(d: dict, name: str) -> float:
-        return sum(v for k, v in d.items() if k.startswith(name + "{"))
-
-    execs = total(after, "nv_inference_exec_count") - total(before, "nv_inference_exec_count")
-    rows = total(after, "nv_inference_count") - total(before, "nv_inference_count")
-    return rows / execs if execs else None
-
-
 # ---- the configurations ----------------------------------------------------------------------
 # name -> serve overrides (None: the no-op floor). The baseline for the Triton stack is the same
 # stack with the ranker in-process; the two-replica row shows what a second pipeline replica buys
@@ -179,24 +142,21 @@ def triton_batch(before: dict, after: dict) -> float | None:
 # row runs the pipeline inside the router's replica (serve.topology=fused: one hop less); the
 # haproxy rows put Ray's C ingress in front (serve=fast is
 # pipeline_triton_fused_2_replicas_haproxy).
+TRITON, FUSED = ["serve.ranker=triton"], ["serve.topology=fused"]
+HAPROXY = ["serve.ingress=haproxy"]
+TWO_REPLICAS = ["serve.pipeline.num_replicas=2", "serve.pipeline.num_cpus=0.5"]
 CONFIGS: dict[str, list[str] | None] = {
     "noop_ray_serve": None,
     "noop_router_pipeline": None,
     "noop_ray_serve_haproxy": None,
-    "pipeline_triton": ["serve.ranker=triton"],
+    "pipeline_triton": TRITON,
     "pipeline_in_process": ["serve.ranker=onnx"],
-    "pipeline_triton_2_replicas": ["serve.ranker=triton", "serve.pipeline.num_replicas=2",
-                                   "serve.pipeline.num_cpus=0.5"],
-    "pipeline_triton_fused": ["serve.ranker=triton", "serve.topology=fused"],
-    "pipeline_triton_fused_2_replicas": ["serve.ranker=triton", "serve.topology=fused",
-                                         "serve.pipeline.num_replicas=2",
-                                         "serve.pipeline.num_cpus=0.5"],
-    "pipeline_triton_haproxy": ["serve.ranker=triton", "serve.ingress=haproxy"],
-    "pipeline_triton_2_replicas_haproxy": ["serve.ranker=triton", "serve.pipeline.num_replicas=2",
-                                           "serve.pipeline.num_cpus=0.5", "serve.ingress=haproxy"],
-    "pipeline_triton_fused_2_replicas_haproxy": [
-        "serve.ranker=triton", "serve.topology=fused", "serve.pipeline.num_replicas=2",
-        "serve.pipeline.num_cpus=0.5", "serve.ingress=haproxy"],
+    "pipeline_triton_2_replicas": TRITON + TWO_REPLICAS,
+    "pipeline_triton_fused": TRITON + FUSED,
+    "pipeline_triton_fused_2_replicas": TRITON + FUSED + TWO_REPLICAS,
+    "pipeline_triton_haproxy": TRITON + HAPROXY,
+    "pipeline_triton_2_replicas_haproxy": TRITON + TWO_REPLICAS + HAPROXY,
+    "pipeline_triton_fused_2_replicas_haproxy": TRITON + FUSED + TWO_REPLICAS + HAPROXY,
 }
 # the floors: (deployments, ingress)
 FLOORS = {"noop_ray_serve": (1, "proxy"), "noop_router_pipeline": (2, "proxy"),
@@ -242,17 +202,17 @@ def measure(url: str, users: list[int], args, metrics_url: str | None,
         httpx.get(f"{url}/v1/recommendations", params={"user_id": users[0], "n": 20}, timeout=30)
     result: dict = {"closed_loop": [], "open_loop": []}
     for c in args.connections:
-        before = prom(metrics_url) if metrics_url else {}
-        tb = prom(triton_metrics) if triton_metrics else {}
+        before = scrape(metrics_url) if metrics_url else {}
+        tb = scrape(triton_metrics) if triton_metrics else {}
         triton_cpu = cpu_seconds(triton_pid) if triton_pid else 0.0  # server + its stub
         run = wrk_closed_loop(url, users, c, args.seconds)
         if triton_pid and run["requests"]:
             run["triton_cpu_ms_per_request"] = (
                 1e3 * (cpu_seconds(triton_pid) - triton_cpu) / run["requests"])
         if metrics_url:
-            run["stage_ms"] = stage_means(before, prom(metrics_url))
+            run["stage_ms"] = stage_means(before, scrape(metrics_url))
         if triton_metrics:
-            run["triton_mean_batch_rows"] = triton_batch(tb, prom(triton_metrics))
+            run["triton_mean_batch_rows"] = triton_rows_per_execution(tb, scrape(triton_metrics))
         result["closed_loop"].append(run)
         print(f"  closed c={c}: {run['rps']:.0f} req/s p50 {run['p50_ms']} p99 "
               f"{run['p99_ms']} errors {run['errors']}", flush=True)
@@ -280,6 +240,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (Debian: apt-get install wrk); it is the closed-loop "
                  "load generator")
+    import httpx
     from ray import serve
 
     from recsys.config import compose_config
@@ -320,12 +281,10 @@ def main() -> None:
         cfg = compose_config([f"serve.artefacts_root={args.artefacts}", "serve.port=0",
                               *overrides])
         with running_stack(cfg.serve) as stack:
-            tm = (f"http://127.0.0.1:{stack.triton.metrics_port}/metrics"
-                  if stack.triton else None)
-            report["runs"][name] = measure(stack.url, users, args, f"{stack.url}/metrics", tm,
-                                           stack.triton.pid if stack.triton else None)
-            import httpx
-
+            triton = stack.triton
+            report["runs"][name] = measure(stack.url, users, args, f"{stack.url}/metrics",
+                                           triton.metrics_url if triton else None,
+                                           triton.pid if triton else None)
             sample = httpx.get(f"{stack.url}/v1/recommendations",
                                params={"user_id": users[0], "n": 20}, timeout=30).json()
             report["runs"][name]["sample_items"] = len(sample["items"])

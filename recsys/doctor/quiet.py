@@ -1,7 +1,8 @@
 """Silence the libraries' start-up chatter so the doctor prints a readable table.
 
-Ray, the FAISS loader, TorchRec, torch.fx, PyTriton and wandb each log banners or warnings that
-are noise on a working CPU machine. ``--verbose`` keeps them (and shows tracebacks).
+Ray, the FAISS loader, TorchRec, torch.fx, tritonclient and wandb each log banners or warnings
+that are noise on a working CPU machine (Triton's own log goes to a file: see
+``recsys.runtime.tritonserver``). ``--verbose`` keeps them (and shows tracebacks).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import warnings
 
 NOISY_LOGGERS = (
     "ray", "faiss", "faiss.loader", "torchrec", "fbgemm_gpu", "torch.fx._symbolic_trace",
-    "torch.distributed", "pytriton", "tritonclient", "wandb",
+    "torch.distributed", "tritonclient", "wandb",
 )
-NOISY_WARNING_MODULES = r"(torchrec|fbgemm_gpu|torch|ray|pytriton|tritonclient|wandb)(\..*)?"
+NOISY_WARNING_MODULES = r"(torchrec|fbgemm_gpu|torch|ray|tritonclient|wandb)(\..*)?"
 
 
 def quiet_libraries(verbose: bool = False) -> None:

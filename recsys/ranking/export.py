@@ -4,8 +4,9 @@ The ranker is trained in eager PyTorch but served by Triton, which runs a file, 
 object: TorchScript for the libtorch backend, ONNX for onnxruntime. Each exporter here verifies its
 file in-process (same inputs, same scores within ``ATOL``) and at a *second* batch size, because the
 classic export bug is a batch size baked into the graph by tracing, which only shows up when the
-server merges requests into a batch of another size. ``InputSpec`` is the one description of the
-model's tensors; the Triton repository config is generated from it (``recsys.runtime.triton_repo``).
+server merges requests into a batch of another size. ``ranking_spec`` describes the ranker's
+tensors as a ``recsys.runtime.triton_specs.InputSpec``, from which the Triton repository config is
+generated (``recsys.runtime.triton_repo``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from recsys import RecsysError
+from recsys.runtime.triton_specs import InputSpec, TensorSpec
 
 __all__ = [
-    "ATOL", "ExportError", "InputSpec", "TensorSpec", "export_onnx", "export_torchscript",
-    "load_torchscript", "measure_formats", "onnx_session", "ordered_args", "time_calls",
+    "ATOL", "ExportError", "export_onnx", "export_torchscript", "load_torchscript",
+    "measure_formats", "onnx_session", "ordered_args", "ranking_spec", "time_calls",
 ]
 
 ATOL = 1e-5  # exported scores must match eager within this (probabilities, float32)
@@ -40,69 +41,15 @@ class ExportError(RecsysError):
     """A model could not be exported, or its exported file disagrees with the eager model."""
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One model tensor as a server sees it: name, numpy dtype name, dims after the batch axis.
-
-    A dim of -1 is variable; Triton batches only requests whose variable dims agree.
-    """
-
-    name: str
-    dtype: str
-    dims: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        np.dtype(self.dtype)  # fail early on a typo such as "float"
-        if any(d == 0 or d < -1 for d in self.dims):
-            raise ExportError(f"{self.name}: dims must be positive or -1, got {self.dims}")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """Names, dtypes and trailing dims of a model's inputs (in ``forward`` order) and outputs."""
-
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...] = (TensorSpec("score", "float32", (1,)),)
-
-    def __post_init__(self) -> None:
-        names = [t.name for t in (*self.inputs, *self.outputs)]
-        if not self.inputs or len(set(names)) != len(names):
-            raise ExportError(f"an InputSpec needs inputs and unique tensor names, got {names}")
-
-    @property
-    def input_names(self) -> list[str]:
-        return [t.name for t in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self.outputs]
-
-    @classmethod
-    def from_examples(
-        cls, example_inputs: Mapping[str, torch.Tensor],
-        outputs: tuple[TensorSpec, ...] = (TensorSpec("score", "float32", (1,)),),
-    ) -> InputSpec:
-        """Read names, dtypes and trailing dims off one example batch (dims are then fixed)."""
-        inputs = tuple(
-            TensorSpec(name, _numpy_dtype(t.dtype), tuple(t.shape[1:]))
-            for name, t in example_inputs.items()
-        )
-        return cls(inputs=inputs, outputs=outputs)
-
-    @classmethod
-    def ranking(cls, n_slots: int, user_dim: int, item_dim: int, pair_dim: int) -> InputSpec:
-        """The ranker's fixed interface: padded ids/weights, user/item/pair dense -> score."""
-        return cls(inputs=(
-            TensorSpec("ids", "int64", (n_slots,)),
-            TensorSpec("weights", "float32", (n_slots,)),
-            TensorSpec("user_dense", "float32", (user_dim,)),
-            TensorSpec("item_dense", "float32", (item_dim,)),
-            TensorSpec("pair_dense", "float32", (pair_dim,)),
-        ))
-
-
-def _numpy_dtype(dtype: torch.dtype) -> str:
-    return str(torch.empty(0, dtype=dtype).numpy().dtype)
+def ranking_spec(n_slots: int, user_dim: int, item_dim: int, pair_dim: int) -> InputSpec:
+    """The ranker's fixed interface: padded ids/weights, user/item/pair dense -> score."""
+    return InputSpec(inputs=(
+        TensorSpec("ids", "int64", (n_slots,)),
+        TensorSpec("weights", "float32", (n_slots,)),
+        TensorSpec("user_dense", "float32", (user_dim,)),
+        TensorSpec("item_dense", "float32", (item_dim,)),
+        TensorSpec("pair_dense", "float32", (pair_dim,)),
+    ))
 
 
 def ordered_args(
@@ -216,7 +163,7 @@ def export_onnx(
 
     Uses the TorchScript-based exporter (``dynamo=False``): it needs only the ``onnx`` package,
     while the dynamo exporter also needs onnxscript. Input names are the ``forward`` argument
-    names and the output is ``output_name`` (``score``), as ``InputSpec.ranking`` describes.
+    names and the output is ``output_name`` (``score``), as ``ranking_spec`` describes.
     """
     try:
         import onnx  # noqa: F401 - torch.onnx.export needs it; fail with a clear message

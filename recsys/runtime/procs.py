@@ -1,79 +1,81 @@
-"""Process helpers for teardown: find a server's children and make sure they are gone.
+"""Process helpers over psutil: a server's children, their CPU time, and making sure they die.
 
-tritonserver gives up on unloading PyTriton models at its exit timeout and exits "immediately";
-now and then the Python-backend stub it spawned survives as an orphan (ignoring SIGTERM) holding a
-shared-memory region. Reading /proc (Linux, like the rest of this stack) avoids a psutil dependency.
+tritonserver gives up on unloading Python-backend models at its exit timeout and exits
+"immediately"; now and then the stub it spawned survives as an orphan (ignoring SIGTERM) holding
+a shared-memory region, so teardown records the children while the server runs and reaps them
+after it. ``psutil.Process`` remembers each process's start time, so a pid the kernel has since
+handed to another program is never signalled (psutil checks before it sends a signal).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
-from pathlib import Path
+import logging
+from collections.abc import Iterable
 
-PROC = Path("/proc")
+import psutil
 
+__all__ = ["children", "cpu_seconds", "reap", "running"]
 
-def stat_fields(stat: Path) -> list[str]:
-    """A ``/proc/<pid>/stat`` line's fields after the command name (field 3, the state, comes
-    first); split after the ')' because the command name may hold spaces."""
-    return stat.read_text().rsplit(")", 1)[1].split()
+log = logging.getLogger(__name__)
 
 
-def child_pids(pid: int) -> list[int]:
-    """Direct children of ``pid`` (empty where /proc is unavailable)."""
-    children = []
-    for stat in PROC.glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat_fields(stat)[1]) == pid:  # field 4: the ppid
-                children.append(int(stat.parent.name))
-    return children
+def children(pid: int, marker: str = "") -> list[psutil.Process]:
+    """Direct children of ``pid`` whose argv contains ``marker`` (all of them for "");
+    empty once ``pid`` has exited."""
+    try:
+        kids = psutil.Process(pid).children()
+    except psutil.Error:
+        return []
+    found = []
+    for kid in kids:
+        try:
+            if marker in " ".join(kid.cmdline()):
+                found.append(kid)
+        except psutil.Error:  # exited (or became a zombie) since it was listed
+            continue
+    return found
+
+
+def running(proc: psutil.Process) -> bool:
+    """Still executing: the same process (not a recycled pid) and not a zombie, which has
+    exited and only waits for its parent to collect it."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) that ``pid`` and its running children have used so far;
     0 for a pid that has exited."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children()]
+    except psutil.Error:
+        return 0.0
     total = 0.0
-    for p in [pid, *child_pids(pid)]:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat_fields(PROC / str(p) / "stat")
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # 14, 15
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # a child that exited between the listing and the read
+            continue
+        total += times.user + times.system
     return total
 
 
-def cmdline(pid: int) -> list[str]:
-    """argv of ``pid``, or [] once it has exited."""
-    try:
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def reap(pids: dict[int, list[str]], marker: str, grace_s: float = 3.0) -> list[int]:
-    """Wait up to ``grace_s`` for ``pids`` to exit, then SIGKILL the ones still running.
-
-    ``pids`` maps pid -> argv recorded while it was known to be ours; a pid is only killed while
-    its argv still contains ``marker`` (so a recycled pid is never hit). Returns the killed pids.
-    """
-    deadline = time.monotonic() + grace_s
-    alive = dict(pids)
-    while alive and time.monotonic() < deadline:
-        alive = {p: a for p, a in alive.items() if marker in " ".join(cmdline(p))}
-        if alive:
-            time.sleep(0.05)
+def reap(procs: Iterable[psutil.Process], grace_s: float = 3.0) -> list[psutil.Process]:
+    """Wait up to ``grace_s`` for ``procs`` to exit, then SIGKILL the ones still running;
+    returns the killed ones once the kernel has torn them down (or ``grace_s`` more passed), so
+    a caller that frees their shared memory right after never races them."""
+    _, alive = psutil.wait_procs(list(procs), timeout=grace_s)
     killed = []
-    for pid in alive:
-        if marker in " ".join(cmdline(pid)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    # SIGKILL is asynchronous: wait until the kernel has torn the processes down, so a caller
-    # that checks right after (or reuses their shared memory) never sees them still running.
-    deadline = time.monotonic() + grace_s
-    while (any(marker in " ".join(cmdline(p)) for p in killed)
-           and time.monotonic() < deadline):
-        time.sleep(0.02)
+    for proc in (p for p in alive if running(p)):
+        try:
+            proc.kill()
+        except psutil.Error:  # exited, or its pid now belongs to another process
+            continue
+        killed.append(proc)
+    _, stuck = psutil.wait_procs(killed, timeout=grace_s)
+    for proc in (p for p in stuck if running(p)):
+        log.warning("pid %s still running %.0fs after SIGKILL", proc.pid, grace_s)
     return killed

@@ -1,4 +1,4 @@
-"""``infer``: one gRPC inference call with numpy in and numpy out.
+"""``infer``: one gRPC inference call with numpy in and numpy out; ``channel_args`` for clients.
 
 tritonclient's request building (an ``InferInput`` per tensor, its Triton dtype string, the
 requested outputs) is the same for every caller; getting a dtype or a non-contiguous array wrong
@@ -14,11 +14,32 @@ import numpy as np
 
 from recsys import RecsysError
 
-__all__ = ["TritonInferError", "infer", "infer_async"]
+__all__ = ["TritonInferError", "channel_args", "infer", "infer_async"]
 
 
 class TritonInferError(RecsysError):
     """The server answered without the requested output."""
+
+
+def channel_args() -> list[tuple[str, int]]:
+    """tritonclient's default gRPC channel options, plus: never through an HTTP proxy.
+
+    gRPC honours ``http_proxy``/``https_proxy`` even for 127.0.0.1, so on a machine with a proxy
+    set every call to the Triton we started next to us failed (readiness, then every request).
+    Passing ``channel_args`` replaces tritonclient's defaults, hence they are repeated here.
+    """
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
+
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.enable_http_proxy", 0),
+    ]
 
 
 def infer(

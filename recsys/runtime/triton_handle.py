@@ -1,15 +1,14 @@
-"""What both ways of running Triton share, without importing PyTriton's Python package.
+"""A running Triton server as its callers see it, and the two checks its Python backend needs.
 
-``recsys.runtime.triton`` serves Python callables through PyTriton (it needs PyTriton's client
-stack: zmq, gevent...); ``recsys.runtime.tritonserver`` runs the bundled binary over a model
-repository and needs only the files of the ``nvidia-pytriton`` wheel. Keeping the handle, the
-start error and the libpython fix here lets the second path (the one production uses) import
-without the first one's dependencies, e.g. on a GPU host that carries only the wheel's files.
+Kept apart from the launcher (``recsys.runtime.tritonserver``) so that code which only talks to a
+server (the serving layer, the benchmarks) types against the handle without the process
+management, and so the environment checks are unit-testable without starting anything.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ class TritonHandle:
     models: tuple[str, ...]
     log_path: Path
     pid: int | None = None
-    _server: Any = field(default=None, repr=False)  # pytriton's TritonServer process wrapper
+    process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def grpc_url(self) -> str:
@@ -53,19 +52,20 @@ class TritonHandle:
         return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def grpc_client(self) -> Any:
-        """A new gRPC client: one per thread (tritonclient clients are not shared safely)."""
+        """A new gRPC client: one per thread (tritonclient clients are not shared safely), that
+        ignores any HTTP proxy in the environment (see ``triton_client.channel_args``)."""
         import tritonclient.grpc as grpcclient
 
-        return grpcclient.InferenceServerClient(self.grpc_url)
+        from recsys.runtime.triton_client import channel_args
+
+        return grpcclient.InferenceServerClient(self.grpc_url, channel_args=channel_args())
 
     def is_alive(self) -> bool:
-        return self._server is not None and self._server.is_alive()
+        return self.process is not None and self.process.poll() is None
 
     def log_tail(self, lines: int = 15) -> str:
-        """Last server log lines (file log plus the process's own stdout), for error messages."""
+        """Last lines of the server's log (its stdout and stderr), for error messages."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        if self._server is not None:
-            text += self._server.logs()
         return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -92,8 +92,8 @@ def check_numpy_for_stub() -> None:
     The stub bundled with PyTriton 0.7 is built against numpy 1; under numpy 2 it hands models
     empty or corrupted input tensors and returns empty outputs, with no error of its own (seen
     with PyTriton callables, and on a GPU host with numpy 2.5 where the served ranker read item
-    ids as genre ids). Both ways of starting Triton run the stub under this interpreter, so its
-    numpy is the one that matters.
+    ids as genre ids). The launcher runs the stub under this interpreter, so its numpy is the one
+    that matters.
     """
     import numpy as np
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from recsys import RecsysError
-from recsys.ranking.export import InputSpec, TensorSpec
+from recsys.runtime.triton_specs import InputSpec, TensorSpec
 
 __all__ = [
     "MODEL_FILES", "TritonRepoError", "config_text", "serving_output_names",

@@ -1,10 +1,10 @@
 """``tritonserver``: the tritonserver binary bundled with PyTriton, serving a model repository.
 
-``recsys.runtime.triton.triton_server`` serves Python callables through PyTriton; this serves
-*files* (a repository written by ``recsys.runtime.triton_repo``), the way production Triton does,
-so the exported model is what answers. The binary and the Python-backend libraries come from the
-``nvidia-pytriton`` wheel, prepared as PyTriton 0.7 itself does (``Triton._prepare_triton_inference
-_server`` and ``TritonServer._get_env``):
+The one way this project runs Triton: it serves *files* (a repository written by
+``recsys.runtime.triton_repo``), the way production Triton does, so the exported model is what
+answers. The binary and the Python-backend libraries come from the ``nvidia-pytriton`` wheel,
+prepared as PyTriton 0.7 itself does (``Triton._prepare_triton_inference_server`` and
+``TritonServer._get_env``) without importing PyTriton's Python package:
 
 * the backend folder is copied to a workspace together with the stub built for *this* Python
   version (the wheel keeps one stub per version in a folder the backend does not look in);
@@ -14,10 +14,11 @@ _server`` and ``TritonServer._get_env``):
   (hence site-packages with torch, numpy, onnxruntime) from the first ``python3`` on PATH, and it
   ignores PYTHONPATH, so PATH is the only lever.
 
-Readiness is polled with our own deadline while watching the process; a server that exits or
-never gets ready becomes a ``TritonStartError`` carrying its last log lines. On exit the server
-gets SIGINT, then SIGKILL after a grace period, and any Python-backend stub it leaves orphaned is
-killed and its shared memory freed.
+Readiness is polled over gRPC with tritonclient, with our own deadline while watching the process;
+a server that exits or never gets ready becomes a ``TritonStartError`` carrying the error lines of
+its log. The log (stdout and stderr, including the CUDA warnings a CPU machine cannot act on) goes
+to a file, never to the console. On exit the server gets SIGINT, then SIGKILL after a grace
+period, and any Python-backend stub it leaves orphaned is killed and its shared memory freed.
 """
 
 from __future__ import annotations
@@ -36,13 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from recsys.runtime.ports import LOCALHOST, free_ports
-from recsys.runtime.procs import child_pids, cmdline, reap
+from recsys.runtime.procs import children, reap
 from recsys.runtime.triton_handle import (
     TritonHandle,
     TritonStartError,
@@ -114,19 +113,6 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class _Process:
-    """The two methods ``TritonHandle`` asks of its server object, over a ``Popen``."""
-
-    def __init__(self, popen: subprocess.Popen) -> None:
-        self.popen = popen
-
-    def is_alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def logs(self) -> str:
-        return ""  # stdout and stderr go straight into handle.log_path
-
-
 def _models(repo_dir: Path) -> tuple[str, ...]:
     if not repo_dir.is_dir():
         raise TritonStartError(f"model repository not found: {repo_dir}")
@@ -136,16 +122,19 @@ def _models(repo_dir: Path) -> tuple[str, ...]:
     return models
 
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 is local
-
-
 def _ready(handle: TritonHandle) -> bool:
-    """Server live and every model loaded (``--strict-readiness`` is on by default)."""
-    url = f"{handle.http_url}/v2/health/ready"
+    """Server live and every model loaded (``--strict-readiness`` is on by default).
+
+    A new client per probe: a gRPC channel that found the port closed backs off for a second or
+    more before it tries again, which would delay noticing a server that has just come up.
+    """
+    from tritonclient.utils import InferenceServerException
+
     try:
-        with _NO_PROXY.open(url, timeout=1.0) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):  # not listening yet, or 400 while loading
+        with contextlib.closing(handle.grpc_client()) as client:
+            return bool(client.is_server_live(client_timeout=1.0)
+                        and client.is_server_ready(client_timeout=1.0))
+    except InferenceServerException:  # not listening yet (UNAVAILABLE), or still loading
         return False
 
 
@@ -187,8 +176,7 @@ def _wait_ready(handle: TritonHandle, timeout_s: float) -> None:
 
 def _stop(popen: subprocess.Popen, shm_prefix: str, wait_s: float) -> None:
     """SIGINT, wait, SIGKILL; then reap stubs that outlived the server and free their shm."""
-    stubs = {p: cmdline(p) for p in child_pids(popen.pid)}
-    stubs = {p: argv for p, argv in stubs.items() if STUB in " ".join(argv)}
+    stubs = children(popen.pid, marker=STUB)  # recorded while the server still owns them
     if popen.poll() is None:
         popen.send_signal(signal.SIGINT)
         try:
@@ -197,8 +185,8 @@ def _stop(popen: subprocess.Popen, shm_prefix: str, wait_s: float) -> None:
             log.warning("tritonserver pid %s alive %.0fs after SIGINT; killing", popen.pid, wait_s)
             popen.kill()
             popen.wait()
-    for pid in reap(stubs, marker=STUB):
-        log.warning("killed orphaned %s pid %s", STUB, pid)
+    for proc in reap(stubs):
+        log.warning("killed orphaned %s pid %s", STUB, proc.pid)
     for region in Path("/dev/shm").glob(f"{shm_prefix}*"):
         with contextlib.suppress(OSError):
             region.unlink()
@@ -255,8 +243,7 @@ def tritonserver(
             cmd, env=server_env(), stdin=subprocess.DEVNULL, stdout=log_file,
             stderr=subprocess.STDOUT, cwd=workspace, preexec_fn=_die_with_parent,
         )
-        handle.pid = popen.pid
-        handle._server = _Process(popen)  # what is_alive() and log_tail() consult
+        handle.pid, handle.process = popen.pid, popen
         stack.callback(_stop, popen, shm_prefix, exit_timeout_s + 10.0)
         _wait_ready(handle, timeout_s)
         log.info("tritonserver serving %s on %s (pid %s)", models, handle.grpc_url, popen.pid)

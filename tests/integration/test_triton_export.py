@@ -19,9 +19,9 @@ import torch
 
 from recsys.ranking.export import export_onnx, export_torchscript
 from recsys.runtime import port_is_open
-from recsys.runtime.procs import child_pids, cmdline
-from recsys.runtime.triton import TritonHandle, TritonStartError
+from recsys.runtime.procs import children, running
 from recsys.runtime.triton_client import infer
+from recsys.runtime.triton_handle import TritonHandle, TritonStartError
 from recsys.runtime.triton_repo import write_model_repository
 from recsys.runtime.tritonserver import STUB, tritonserver
 from tests.unit.test_triton_repo import SPEC, toy_inputs, toy_model
@@ -74,11 +74,7 @@ def _concurrent(handle: TritonHandle, model: str) -> list[tuple[dict, np.ndarray
     return results
 
 
-def _stubs(handle: TritonHandle) -> list[int]:
-    return [p for p in child_pids(handle.pid) if STUB in " ".join(cmdline(p))]
-
-
-def _assert_gone(handle: TritonHandle, stubs: list[int]) -> None:
+def _assert_gone(handle: TritonHandle, stubs: list) -> None:
     deadline = time.monotonic() + 10
     ports = (handle.grpc_port, handle.http_port, handle.metrics_port)
     while any(port_is_open(p) for p in ports) and time.monotonic() < deadline:
@@ -87,7 +83,7 @@ def _assert_gone(handle: TritonHandle, stubs: list[int]) -> None:
     assert not handle.is_alive()
     with pytest.raises(ProcessLookupError):
         os.kill(handle.pid, 0)
-    assert [p for p in stubs if cmdline(p)] == []
+    assert [p.pid for p in stubs if running(p)] == []
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
@@ -105,7 +101,7 @@ def test_exported_ranker_served_by_triton_matches_eager(tmp_path, fmt):
     with tritonserver(tmp_path / "repo", timeout_s=90) as handle:
         assert handle.models == ("ranker",)
         assert handle.grpc_url == f"127.0.0.1:{handle.grpc_port}"
-        stubs = _stubs(handle)
+        stubs = children(handle.pid, marker=STUB)
         assert len(stubs) == 1  # one stub per model instance
 
         batch = toy_inputs(37, seed=1)

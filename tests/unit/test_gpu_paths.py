@@ -109,7 +109,7 @@ def test_served_ranker_on_cuda_equals_cpu():
 def test_triton_gpu_instance_serves_the_eager_scores(tmp_path):
     """The exported TorchScript file, served by the real Triton on a KIND_GPU instance (the
     Python backend moves each batch to the GPU), answers with the eager CPU model's scores."""
-    from recsys.ranking.export import InputSpec, export_torchscript
+    from recsys.ranking.export import export_torchscript, ranking_spec
     from recsys.runtime.triton_client import infer
     from recsys.runtime.triton_repo import write_model_repository
     from recsys.runtime.tritonserver import tritonserver
@@ -118,8 +118,7 @@ def test_triton_gpu_instance_serves_the_eager_scores(tmp_path):
     layout = served.ranker.layout
     rows = request_rows(layout, users=2, per_user=30)
     model_file = export_torchscript(served, rows, tmp_path / "model.pt")
-    spec = InputSpec.ranking(layout.slots, layout.user_dense, layout.item_dense,
-                             layout.pair_dense)
+    spec = ranking_spec(layout.slots, layout.user_dense, layout.item_dense, layout.pair_dense)
     write_model_repository(tmp_path / "repo", "ranker", model_file, spec, fmt="torchscript",
                            kind="gpu")
     with torch.inference_mode():

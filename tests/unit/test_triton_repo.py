@@ -9,14 +9,13 @@ import torch
 from recsys import RecsysError
 from recsys.ranking.export import (
     ExportError,
-    InputSpec,
-    TensorSpec,
     export_onnx,
     export_torchscript,
     load_torchscript,
     measure_formats,
     onnx_session,
     ordered_args,
+    ranking_spec,
 )
 from recsys.runtime.triton_pymodel import merge_requests, split_rows
 from recsys.runtime.triton_repo import (
@@ -25,6 +24,7 @@ from recsys.runtime.triton_repo import (
     serving_output_names,
     write_model_repository,
 )
+from recsys.runtime.triton_specs import InputSpec, TensorSpec, TensorSpecError, dtype_name
 
 N_IDS, SLOTS, DU, DI, DP = 50, 6, 3, 4, 2
 
@@ -55,7 +55,7 @@ def toy_model(seed: int = 0) -> ToyRanker:
 
 
 def toy_inputs(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A batch with padding (-1) in some slots, in ``InputSpec.ranking`` order."""
+    """A batch with padding (-1) in some slots, in ``ranking_spec`` order."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(-1, N_IDS, (batch, SLOTS), generator=g)
     return {
@@ -67,7 +67,7 @@ def toy_inputs(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-SPEC = InputSpec.ranking(SLOTS, DU, DI, DP)
+SPEC = ranking_spec(SLOTS, DU, DI, DP)
 
 
 def _eager(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
@@ -84,10 +84,19 @@ def test_spec_from_examples_matches_the_ranking_spec():
     assert SPEC.output_names == ["score"]
 
 
+def test_spec_reads_numpy_and_torch_dtypes_alike():
+    as_numpy = {k: v.numpy() for k, v in toy_inputs(3).items()}
+    assert InputSpec.from_examples(as_numpy) == SPEC
+    for dtype in (torch.bool, torch.uint8, torch.int32, torch.float16, torch.float64):
+        assert dtype_name(dtype) == str(torch.empty(0, dtype=dtype).numpy().dtype)
+    with pytest.raises(TypeError):  # torch-only: no numpy (nor Triton Python-backend) type
+        dtype_name(torch.bfloat16)
+
+
 def test_spec_rejects_duplicate_names_and_bad_dims():
-    with pytest.raises(ExportError, match="unique"):
+    with pytest.raises(TensorSpecError, match="unique"):
         InputSpec(inputs=(TensorSpec("score", "float32", (1,)),))
-    with pytest.raises(ExportError, match="dims"):
+    with pytest.raises(TensorSpecError, match="dims"):
         TensorSpec("x", "float32", (0,))
     with pytest.raises(TypeError):
         TensorSpec("x", "floaty", (1,))
