@@ -67,7 +67,7 @@ def export_ranker(model: TwoTowerRanker, ranker_data, serving, quotas: dict[str,
                   export: RankerExportConfig, out: Path) -> dict[str, Any]:
     """TorchScript and/or ONNX files, the Triton repository, and the check on a real Triton."""
     from recsys.ranking.batches import gather
-    from recsys.ranking.export import InputSpec, export_onnx, export_torchscript
+    from recsys.ranking.export import export_onnx, export_torchscript, ranking_spec
     from recsys.runtime.triton_repo import write_model_repository
 
     check_export(quotas, export)
@@ -86,8 +86,7 @@ def export_ranker(model: TwoTowerRanker, ranker_data, serving, quotas: dict[str,
     for fmt in export.formats:
         write, name = writers[fmt]
         files[str(fmt)] = write(wrapped, example, out / name)
-    spec = InputSpec.ranking(layout.slots, layout.user_dense, layout.item_dense,
-                             layout.pair_dense)
+    spec = ranking_spec(layout.slots, layout.user_dense, layout.item_dense, layout.pair_dense)
     repo = out / "triton_repository"
     write_model_repository(repo, "ranker", files[export.serve_format], spec,
                            fmt=str(export.serve_format), max_batch_size=export.max_batch_size,
