@@ -30,6 +30,7 @@ from recsys.config.overrides import check_overrides
 from recsys.data import load_dataset
 from recsys.eval.protocol import evaluate, prepare
 from recsys.eval.report import metrics_table, sample_recommendations
+from recsys.runtime.quiet import quiet_libraries
 from recsys.tracking import start_tracker
 
 log = logging.getLogger("train")
@@ -40,10 +41,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     """The whole offline job; returns {model name: metrics}. Tests call this directly."""
     data_params = OmegaConf.to_container(cfg.data, resolve=True)
     dataset = load_dataset(**data_params)
-    log.info(dataset.summary())
     split, data = prepare(dataset, cfg.split.kind, cfg.split.fraction, cfg.split.seed,
                           cfg.eval.positive_threshold)
-    log.info(split.summary())
 
     log.info("fitting %s", cfg.model._target_)
     model = instantiate(cfg.model)
@@ -77,13 +76,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    quiet_libraries(verbose=bool(hydra_cfg.verbose))  # after Hydra has set up logging
     try:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        run_dir = Path(hydra_cfg.runtime.output_dir)
         if cfg.ranker is not None:
             from recsys.config.jobs import two_stage_job
             from recsys.train.two_stage import train_ranker
 
-            train_ranker(two_stage_job(cfg), run_dir)
+            job = two_stage_job(cfg)
+            job.verbose = bool(hydra_cfg.verbose)
+            train_ranker(job, run_dir)
         else:
             train(cfg, run_dir)
     except RecsysError as err:

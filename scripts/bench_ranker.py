@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from recsys.config import compose_config  # noqa: E402
 from recsys.config.jobs import two_stage_job  # noqa: E402
-from recsys.ranking.batches import BatchIterator, gather  # noqa: E402
+from recsys.ranking.batches import BatchIterator, gather, timed  # noqa: E402
 from recsys.ranking.export import measure_formats  # noqa: E402
 from recsys.ranking.model import (  # noqa: E402
     ModelParams,
@@ -73,12 +73,7 @@ def plain_pytorch_epoch(data, params: ModelShape, batch_size: int, threads: int)
     t_data = t_model = 0.0
     samples = 0
     start = time.perf_counter()
-    it = iter(loader)
-    while True:
-        t0 = time.perf_counter()
-        batch = next(it, None)
-        if batch is None:
-            break
+    for batch, data_s in timed(loader):
         t1 = time.perf_counter()
         logit, _ = model(**batch.inputs())
         loss = F.binary_cross_entropy_with_logits(logit, batch.labels)
@@ -88,7 +83,7 @@ def plain_pytorch_epoch(data, params: ModelShape, batch_size: int, threads: int)
         opt_sparse.step()
         opt_dense.step()
         t_model += time.perf_counter() - t1
-        t_data += t1 - t0
+        t_data += data_s
         samples += len(batch)
     elapsed = time.perf_counter() - start
     return {"samples_per_s": samples / elapsed, "data_s": t_data, "model_s": t_model,

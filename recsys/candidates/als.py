@@ -5,11 +5,9 @@ Every (user, item) cell is fitted, watched ones towards 1 and the rest towards 0
 
     min sum_ui c_ui (p_ui - x_u . y_i)^2 + regularization (|x_u|^2 + |y_i|^2)
 
-Two interchangeable solvers fit it, chosen by ``backend``; ``benchmarks/cf.md`` measures both
-on ml-1m in one run (same split and hyper-parameters): the same NDCG@10 within seed noise, ~2 s
-fits on an idle 2-core CPU, but on a busy one torch's OpenMP threads stall each other (~20 s vs
-~3.5 s) unless pinned (``cpu_threads=1``). ``implicit`` holds up untuned, so it is the default;
-``torch`` is the choice with a GPU.
+Two interchangeable solvers fit it, chosen by ``backend`` (``benchmarks/cf.md`` compares them
+on ml-1m in one run: the same quality). ``implicit`` holds up untuned on a busy CPU, so it is the
+default; ``torch`` is the choice with a GPU (on a CPU, pin its threads: ``cpu_threads=1``).
 
 * ``implicit``: the ``implicit`` library's multithreaded C++ conjugate-gradient solver (CPU);
   its BLAS thread pool is pinned to 1 while fitting, as the library asks.
@@ -24,16 +22,15 @@ with ``W_u = (Y^T C_u Y + regularization I)^-1``; the largest ``s_ij`` is the ``
 
 from __future__ import annotations
 
-import warnings
 from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-import torch
 
 from recsys import RecsysError
+from recsys.candidates.als_torch import fit_torch
 from recsys.candidates.base import check_interactions, read_meta, write_meta
 from recsys.candidates.history import top_unseen
 from recsys.candidates.types import NO_ITEM, Context, SourceResult, UserHistory
@@ -87,7 +84,7 @@ class ALS:
     def fit(self, train: sp.spmatrix, **_: object) -> ALS:
         """``train``: (n_users, n_items) sparse, r_ui >= 0 (binary positives in the protocol)."""
         weights = _weights(train, self.alpha)  # (U, I) csr of alpha * r = c - 1
-        fit = _fit_implicit if self.backend == "implicit" else _fit_torch
+        fit = _fit_implicit if self.backend == "implicit" else fit_torch
         self.user_factors, self.item_factors = fit(self, weights)
         self._gram = None
         return self
@@ -246,68 +243,3 @@ def _fit_implicit(model: ALS, weights: sp.csr_matrix) -> tuple[np.ndarray, np.nd
     # Roles swapped: implicit's "users" are our items.
     return (np.ascontiguousarray(solver.item_factors, np.float32),
             np.ascontiguousarray(solver.user_factors, np.float32))
-
-
-def _fit_torch(model: ALS, weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Alternating conjugate-gradient half-steps over all users (or items) at once."""
-    dev = model.device
-    gen = torch.Generator().manual_seed(model.seed)
-    n_users, n_items = weights.shape
-    # Same start as implicit: uniform in [0, 0.01).
-    items = (torch.rand(n_items, model.factors, generator=gen) * 0.01).to(dev)
-    users = (torch.rand(n_users, model.factors, generator=gen) * 0.01).to(dev)
-    by_user, by_item = _csr_tensor(weights, dev), _csr_tensor(weights.T.tocsr(), dev)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and model.cpu_threads:
-        torch.set_num_threads(model.cpu_threads)
-    try:
-        for _ in range(model.iterations):
-            _cg_half_step(items, users, by_item, model.regularization, model.cg_steps)
-            _cg_half_step(users, items, by_user, model.regularization, model.cg_steps)
-    finally:
-        torch.set_num_threads(threads)
-    return users.cpu().numpy(), items.cpu().numpy()
-
-
-def _csr_tensor(m: sp.csr_matrix, device: torch.device) -> torch.Tensor:
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": it is what we need
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
-                                       torch.from_numpy(m.indices.astype(np.int64)),
-                                       torch.from_numpy(m.data), m.shape, device=device)
-
-
-def _cg_half_step(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, reg: float,
-                  steps: int) -> None:
-    """Update every row x_u in place by ``steps`` conjugate-gradient steps on
-
-        (Y^T Y + Y^T diag(w_u) Y + reg I) x_u = Y^T (1 + w_u)   (w_u = c_u - 1 on observed cells)
-
-    warm-started from the current x (Takacs, Pilaszy & Tikk 2011). ``x``: (n, f), ``y``: (m, f),
-    ``weights``: (n, m) sparse CSR of w. The sparse part of A x is one sampled dense-dense
-    product (x_u . y_j on the observed cells) and one sparse-dense product.
-    """
-    gram = y.T @ y + reg * torch.eye(y.shape[1], device=y.device, dtype=y.dtype)  # (f, f)
-    crow, col, w = weights.crow_indices(), weights.col_indices(), weights.values()
-
-    def with_values(values: torch.Tensor) -> torch.Tensor:
-        return torch.sparse_csr_tensor(crow, col, values, weights.shape)
-
-    def apply_a(p: torch.Tensor) -> torch.Tensor:  # (n, f) -> (n, f)
-        dots = torch.sparse.sampled_addmm(weights, p, y.T, beta=0.0).values()  # (nnz,)
-        return p @ gram + torch.sparse.mm(with_values(dots * w), y)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        b = torch.sparse.mm(with_values(w + 1.0), y)  # (n, f) Y^T C_u p(u)
-        r = b - apply_a(x)
-        p = r.clone()
-        rs = (r * r).sum(1)
-        for _ in range(steps):
-            ap = apply_a(p)
-            step = rs / (p * ap).sum(1).clamp_min(1e-20)
-            x.add_(step[:, None] * p)
-            r.sub_(step[:, None] * ap)
-            rs_new = (r * r).sum(1)
-            p = r + (rs_new / rs.clamp_min(1e-20))[:, None] * p
-            rs = rs_new

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
@@ -11,7 +12,6 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from recsys.doctor.hints import FIXES, hint_for
-from recsys.doctor.quiet import quiet_libraries
 from recsys.doctor.report import (
     Check,
     exit_code,
@@ -21,6 +21,7 @@ from recsys.doctor.report import (
     results_header,
     run_checks,
 )
+from recsys.runtime.quiet import quiet_libraries
 
 
 def default_checks() -> list[Check]:
@@ -74,6 +75,8 @@ def main(
     """Run the doctor; returns the exit code (0 only if every selected smoke passed)."""
     args = parse_args(argv)
     out = sys.stdout if out is None else out
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries(args.verbose)
     start = time.perf_counter()
     try:

@@ -46,9 +46,7 @@ from recsys.device import hardware
 log = logging.getLogger(__name__)
 
 class Metric(StrEnum):
-    cosine = "cosine"  # inner product over L2-normalised vectors
-    ip = "ip"
-    l2 = "l2"
+    cosine, ip, l2 = "cosine", "ip", "l2"  # cosine: inner product over L2-normalised vectors
 
 
 METRICS = {Metric.ip: faiss.METRIC_INNER_PRODUCT, Metric.cosine: faiss.METRIC_INNER_PRODUCT,

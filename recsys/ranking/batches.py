@@ -8,14 +8,18 @@ sharded forward is a collective, and a worker with one batch more would wait for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from recsys.ranking.features import FeatureTables
 from recsys.ranking.pairs import PairRows
+
+T = TypeVar("T")
 
 INPUT_NAMES = ("ids", "weights", "user_dense", "item_dense", "pair_dense")
 
@@ -81,3 +85,15 @@ class BatchIterator:
         for b in range(len(self)):
             yield gather(self.tables, self.rows, np.sort(mine[b * self.batch_size:
                                                             (b + 1) * self.batch_size]))
+
+
+def timed(batches: Iterable[T]) -> Iterator[tuple[T, float]]:
+    """Each batch with the seconds spent producing it: the data pipeline's share of a step,
+    which the training loop and its benchmark baseline both report."""
+    it = iter(batches)
+    while True:
+        start = time.perf_counter()
+        batch = next(it, None)
+        if batch is None:
+            return
+        yield batch, time.perf_counter() - start

@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from recsys import RecsysError
 from recsys.runtime.triton_specs import InputSpec, TensorSpec
@@ -181,19 +181,11 @@ def write_model_repository(
     spec: InputSpec,
     *,
     fmt: Format = "torchscript",
-    max_batch_size: int = 1024,
-    preferred_batch_sizes: Sequence[int] = (64, 256),
-    max_queue_delay_us: int = 500,
-    max_queue_size: int = 256,
-    queue_timeout_us: int = 0,
-    instance_count: int = 1,
-    kind: Kind = "cpu",
     backend: Backend = "python",
-    num_threads: int = 0,
-    warmup_batch_sizes: Sequence[int] = (),
+    **options: Any,
 ) -> Path:
     """Write ``<repo>/<model>/config.pbtxt`` and ``<repo>/<model>/1/<model file>``; return the
-    model folder.
+    model folder. ``options`` are ``config_text``'s batching and instance settings.
 
     ``max_queue_size`` bounds the requests waiting for the batcher (excess ones are rejected
     immediately); ``queue_timeout_us`` > 0 also rejects requests that waited that long.
@@ -204,13 +196,7 @@ def write_model_repository(
     model_file = Path(model_file)
     if not model_file.is_file():
         raise TritonRepoError(f"model file not found: {model_file}")
-    text = config_text(
-        model_name, spec, fmt=fmt, max_batch_size=max_batch_size,
-        preferred_batch_sizes=preferred_batch_sizes, max_queue_delay_us=max_queue_delay_us,
-        max_queue_size=max_queue_size, queue_timeout_us=queue_timeout_us,
-        instance_count=instance_count, kind=kind, backend=backend, num_threads=num_threads,
-        warmup_batch_sizes=warmup_batch_sizes,
-    )
+    text = config_text(model_name, spec, fmt=fmt, backend=backend, **options)
     model_dir = Path(repo_dir) / model_name
     if model_dir.exists():
         if not (model_dir / "config.pbtxt").is_file():

@@ -25,9 +25,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from recsys.progress import progress_bar
-from recsys.ranking.batches import BatchIterator, gather
+from recsys.ranking.batches import BatchIterator, gather, timed
 from recsys.ranking.evaluate import group_metrics
 from recsys.ranking.model import ModelParams, TwoTowerRanker
+from recsys.runtime.quiet import quiet_libraries
 from recsys.train.handoff import WorkerData, read_worker_data
 from recsys.train.settings import RankerConfig, TrainerConfig
 
@@ -52,6 +53,7 @@ class LoopConfig:
     device: str = "cpu"  # resolved already (recsys.device): cpu | cuda
     tracker: dict[str, Any] | None = None  # start_tracker kwargs; rank 0 logs each epoch
     report_to_ray: bool = False  # set by the Ray launcher: ray.train.report each epoch
+    verbose: bool = False  # keep the libraries' own logs (hydra.verbose=true)
 
 
 @dataclass
@@ -118,6 +120,16 @@ def build_sharded(cfg: LoopConfig, layout, device: torch.device):
                                   lambda ps: torch.optim.Adam(ps, lr=cfg.ranker.dense_lr))
     optimizer = CombinedOptimizer([dmp.fused_optimizer, dense])
     return dmp, optimizer, plan_text(plan)
+
+
+def plan_summary(text: str) -> str:
+    """``plan_text`` on one line, tables grouped by placement: "item, tag: table_wise on
+    ranks [0]; genre, year: data_parallel on ranks [0]"."""
+    groups: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        table, _, where = line.partition(": ")
+        groups.setdefault(where, []).append(table.rsplit(".", 1)[-1])
+    return "; ".join(f"{', '.join(tables)}: {where}" for where, tables in groups.items())
 
 
 def plan_text(plan) -> str:
@@ -192,6 +204,7 @@ def train_worker(config: LoopConfig | dict[str, LoopConfig]) -> dict[str, Any]:
     """Run by every worker; returns the final ``TrainState`` as a dict (rank 0's is used).
     Ray Train hands its workers a dict: ``{"loop": LoopConfig}``."""
     cfg = config if isinstance(config, LoopConfig) else config["loop"]
+    quiet_libraries(cfg.verbose)  # a Ray Train worker is a fresh process
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -210,7 +223,8 @@ def train_worker(config: LoopConfig | dict[str, LoopConfig]) -> dict[str, Any]:
     state = state or TrainState()
     state.plan, state.world_size = plan, world
     if rank == 0:
-        log.info("sharding plan (%d workers):\n%s", world, plan)
+        log.info("sharding plan (%d worker%s): %s", world, "s" * (world > 1),
+                 plan_summary(plan))
     tracker = _tracker(cfg) if rank == 0 else None
     loader = BatchIterator(data.tables, data.train, cfg.trainer.batch_size, rank=rank,
                            world_size=world, seed=cfg.seed)
@@ -225,22 +239,16 @@ def train_worker(config: LoopConfig | dict[str, LoopConfig]) -> dict[str, Any]:
         start = time.perf_counter()
         bar = progress_bar(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.trainer.epochs}",
                            enabled=rank == 0 and cfg.trainer.progress)
-        it = iter(loader)
-        while True:
-            t0 = time.perf_counter()
-            batch = next(it, None)
-            if batch is None:
-                break
+        for batch, data_s in timed(loader):
             batch = batch.to(device)
             t1 = time.perf_counter()
             loss = loss_fn(dmp(**batch.inputs()), batch.labels, cfg.ranker.retrieval_loss_weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            t2 = time.perf_counter()
-            t_data += t1 - t0
-            t_model += t2 - t1
-            loss_sum += float(loss)
+            t_data += data_s
+            t_model += time.perf_counter() - t1
+            loss_sum += float(loss.detach())
             samples += len(batch)
             bar.update()
         bar.close()

@@ -68,6 +68,7 @@ class TwoStageJob:
     ease_l2: float = 500.0  # the EASE baseline measured in the same run
     seed: int = 42
     config: dict[str, Any] = field(default_factory=dict)  # resolved config, for the tracker
+    verbose: bool = False  # workers keep the libraries' own logs too (hydra.verbose=true)
 
 
 def loop_config(job: TwoStageJob, run_dir: Path, tracker: dict | None) -> LoopConfig:
@@ -78,7 +79,8 @@ def loop_config(job: TwoStageJob, run_dir: Path, tracker: dict | None) -> LoopCo
     return LoopConfig(data_dir=str(run_dir / "ranker_data"),
                       checkpoint_dir=str(t.checkpoint_dir or run_dir / "checkpoints"),
                       trainer=t, ranker=job.ranker, seed=job.seed, threads=threads,
-                      device=resolve_device(t.device).type, tracker=tracker)
+                      device=resolve_device(t.device).type, tracker=tracker,
+                      verbose=job.verbose)
 
 
 def load_trained(layout: FeatureLayout, loop: LoopConfig, checkpoint: Path) -> TwoTowerRanker:
@@ -128,6 +130,7 @@ def train_ranker(job: TwoStageJob, run_dir: Path) -> dict[str, dict[str, float]]
     model = load_trained(ranker_data.layout, loop, epoch_dir(Path(loop.checkpoint_dir), best))
     serving_model = as_gather_model(model)
 
+    log.info("refitting the sources on the whole training split, for evaluation and serving")
     serving = refit_for_serving(dataset, split.train, job.make_sources, ranker_data.builder,
                                 r.stacking, progress=progress)
     test_truth = {int(u): data.test[int(u)].indices.astype(np.int64) for u in data.users}
