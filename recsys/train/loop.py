@@ -30,6 +30,7 @@ from recsys.ranking.evaluate import group_metrics
 from recsys.ranking.model import ModelParams, TwoTowerRanker
 from recsys.runtime.quiet import quiet_libraries
 from recsys.train.handoff import WorkerData, read_worker_data
+from recsys.train.plan import plan_summary, plan_text
 from recsys.train.settings import RankerConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -120,27 +121,6 @@ def build_sharded(cfg: LoopConfig, layout, device: torch.device):
                                   lambda ps: torch.optim.Adam(ps, lr=cfg.ranker.dense_lr))
     optimizer = CombinedOptimizer([dmp.fused_optimizer, dense])
     return dmp, optimizer, plan_text(plan)
-
-
-def plan_summary(text: str) -> str:
-    """``plan_text`` on one line, tables grouped by placement: "item, tag: table_wise on
-    ranks [0]; genre, year: data_parallel on ranks [0]"."""
-    groups: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        table, _, where = line.partition(": ")
-        groups.setdefault(where, []).append(table.rsplit(".", 1)[-1])
-    return "; ".join(f"{', '.join(tables)}: {where}" for where, tables in groups.items())
-
-
-def plan_text(plan) -> str:
-    """One line per table: where the planner put it and how it is split."""
-    lines = []
-    for module, tables in plan.plan.items():
-        for table, ps in tables.items():
-            ranks = sorted({r for shard in (ps.sharding_spec.shards if ps.sharding_spec else [])
-                            for r in [shard.placement.rank()]}) or list(ps.ranks or [])
-            lines.append(f"{module or 'model'}.{table}: {ps.sharding_type} on ranks {ranks}")
-    return "\n".join(lines)
 
 
 def save_checkpoint(dmp, optimizer, directory: Path) -> None:
