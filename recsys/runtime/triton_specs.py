@@ -28,9 +28,13 @@ def dtype_name(dtype: Any) -> str:
     """numpy's name for a numpy or torch dtype (``torch.int64`` -> ``"int64"``).
 
     torch prints its dtypes as numpy's names with a ``torch.`` prefix for every type numpy has,
-    so the runtime layer needs no torch import; a torch-only type (bfloat16) raises TypeError.
+    so the runtime layer needs no torch import; a torch-only type (bfloat16) raises TypeError,
+    also once ``ml_dtypes`` (imported by onnx) has taught numpy an extension type of that name.
     """
-    return np.dtype(str(dtype).removeprefix("torch.")).name
+    found = np.dtype(str(dtype).removeprefix("torch."))
+    if found.kind not in "biufcOSU":  # numpy's own kinds; extension types are 'V'
+        raise TypeError(f"{dtype} has no numpy dtype a Triton model can exchange")
+    return found.name
 
 
 @dataclass(frozen=True)

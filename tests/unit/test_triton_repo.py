@@ -91,6 +91,10 @@ def test_spec_reads_numpy_and_torch_dtypes_alike():
         assert dtype_name(dtype) == str(torch.empty(0, dtype=dtype).numpy().dtype)
     with pytest.raises(TypeError):  # torch-only: no numpy (nor Triton Python-backend) type
         dtype_name(torch.bfloat16)
+    import ml_dtypes  # noqa: F401  (registers a numpy "bfloat16" extension type: still refused)
+
+    with pytest.raises(TypeError):
+        dtype_name(torch.bfloat16)
 
 
 def test_spec_rejects_duplicate_names_and_bad_dims():
