@@ -20,7 +20,7 @@ Why these choices (measured on ml-100k u1..u5 and ml-1m, ``benchmarks/cf.md``):
   as ``mu`` (+ the other side's bias) instead of from random initial vectors.
 * On CPU, training runs with ``cpu_threads`` torch threads (default 1): batches of a few thousand
   ratings are too small for intra-op threads, and on a busy machine OpenMP threads that wait on
-  each other made one ml-100k fit 94 s instead of 5 s.
+  each other slow a fit many times over.
 
 ``factors=0`` is the biases-only baseline (global mean + user bias + item bias).
 """

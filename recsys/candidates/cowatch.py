@@ -51,7 +51,7 @@ class CoWatch:
     def fit(self, train: sp.csr_matrix, **_: object) -> CoWatch:
         if self.method == "ease":
             # C order: rows are what scoring reads (EASE's solve hands back a Fortran-ordered
-            # matrix, which made every row read strided: 845 ms per request on 9.7K titles)
+            # matrix, whose every row read is strided: hundreds of ms per request)
             self.weights = np.ascontiguousarray(
                 EASE(l2=self.l2, device="cpu").fit(train).weights.numpy())
         else:
@@ -110,7 +110,7 @@ class CoWatch:
 
     def _history_scores(self, history: np.ndarray) -> np.ndarray:
         """(I,) sum of W's rows for ``history``. A sparse indicator times W: no (H, I) copy
-        of the rows (3-6x faster for long histories, the request path's hot spot)."""
+        of the rows (the request path's hot spot, for long histories)."""
         w = self._w()
         x = sp.csr_matrix((np.ones(len(history), np.float32), history, [0, len(history)]),
                           shape=(1, w.shape[0]))

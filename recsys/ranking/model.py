@@ -149,9 +149,9 @@ class ServingRanker(nn.Module):
     The rows of one request are one user's candidates, so their user slots and ``user_dense``
     repeat row after row. With the export arch (``gather``) the user side (history and genre
     pooling, user tower) runs once per distinct user row (``torch.unique``, exported as ONNX
-    ``Unique``): 717 rows of one user took 2.9 ms in onnxruntime, most of it pooling the same
-    50-title history 717 times. A batch that merges several requests has several distinct
-    users and is scored the same way. Other arches score row by row.
+    ``Unique``) instead of pooling the same history once per candidate row
+    (``benchmarks/ranker.md``). A batch that merges several requests has several distinct users
+    and is scored the same way. Other arches score row by row.
     """
 
     def __init__(self, ranker: TwoTowerRanker) -> None:
