@@ -12,13 +12,20 @@ from omegaconf import DictConfig
 
 from recsys import RecsysError
 from recsys.config import compose_config
+from recsys.runtime.quiet import quiet_libraries
+
+
+VERBOSE = "hydra.verbose=true"  # as for train.py: keep every library's logs
 
 
 def run_command(body: Callable[[DictConfig], None], argv: list[str],
                 defaults: tuple[str, ...] = (), log_level: int = logging.INFO) -> int:
-    logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(message)s")
+    verbose = VERBOSE in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else log_level,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    quiet_libraries(verbose)
     try:
-        body(compose_config([*defaults, *argv]))
+        body(compose_config([*defaults, *(a for a in argv if a != VERBOSE)]))
     except RecsysError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
