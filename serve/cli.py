@@ -14,7 +14,6 @@ from recsys import RecsysError
 from recsys.config import compose_config
 from recsys.runtime.quiet import quiet_libraries
 
-
 VERBOSE = "hydra.verbose=true"  # as for train.py: keep every library's logs
 
 
