@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def run_ray(cfg: LoopConfig, num_workers: int, cpus_per_worker: float = 1.0,
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from recsys.runtime.quiet import quiet_libraries
     from recsys.runtime.ray_local import local_ray
     from recsys.train.loop import TrainState
 
@@ -60,7 +62,11 @@ def run_ray(cfg: LoopConfig, num_workers: int, cpus_per_worker: float = 1.0,
     storage = Path(storage_dir or Path(cfg.checkpoint_dir).parent / "ray").resolve()
     ray_ctx = (contextlib.nullcontext() if os.environ.get("RAY_ADDRESS")
                else local_ray(num_cpus=max(2, int(num_workers * cpus_per_worker + 0.5)),
-                              log_to_driver=True))  # epoch lines and progress from workers
+                              log_to_driver=True,  # epoch lines and progress from workers
+                              # Ray Train's own actors (controller, placement-group cleaner)
+                              # are quieted as the driver is: see recsys.runtime.quiet
+                              runtime_env={"worker_process_setup_hook": partial(
+                                  quiet_libraries, cfg.verbose)}))
     with ray_ctx:
         trainer = TorchTrainer(
             train_worker,
