@@ -26,6 +26,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from ray import serve
@@ -33,7 +34,7 @@ from ray import serve
 from recsys import RecsysError
 from recsys.serving.settings import DeploymentConfig
 from serve import metrics
-from serve.http_errors import status_and_detail, validation_messages
+from serve.http_errors import route_messages, status_and_detail, validation_messages
 from serve.recommender import Recommender
 from serve.schemas import (
     MAX_N,
@@ -63,6 +64,12 @@ def deployment_options(cfg: DeploymentConfig) -> dict[str, Any]:
     else:
         out["num_replicas"] = int(cfg.num_replicas)
     return out
+
+
+@api.exception_handler(RequestValidationError)
+async def route_validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+    """FastAPI's checks of a route's parameters, in the shape of every other 422."""
+    return JSONResponse({"detail": route_messages(err)}, status_code=422)
 
 
 @api.exception_handler(RecsysError)

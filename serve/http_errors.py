@@ -1,6 +1,7 @@
 """Errors at the HTTP edge: every refusal is ``{"detail": [{parameter, message}, ...]}``.
 
-Bad query parameters or bodies fail pydantic validation in the router (422). Errors the
+Bad query parameters or bodies fail pydantic validation in the router, or FastAPI's own checks
+of a route's parameters (422). Errors the
 request path raises (``RecsysError``; an ``InvalidInput`` names its parameter) cross the Ray
 Serve handle as exceptions, and the router's exception handler maps them: a
 ``DuplicateItemError`` is 409, any other ``RecsysError`` 422. A replica's exception arrives as
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from recsys import RecsysError
@@ -21,8 +23,20 @@ from recsys.serving.errors import DuplicateItemError
 def validation_messages(err: ValidationError, root: str = "") -> list[dict[str, str]]:
     """One {parameter, message} per problem: what a client needs to fix the request. ``root``
     names a JSON body, whose list positions read as ``items[0].title``."""
+    return messages(err.errors(), root)
+
+
+def route_messages(err: RequestValidationError) -> list[dict[str, str]]:
+    """FastAPI's own refusals (a path or query parameter of the wrong type or range, a body
+    that is not JSON) in the same shape: its locations start with where the value was."""
+    return [messages([{**e, "loc": tuple(e["loc"][1:])}],
+                     "items" if e["loc"][:1] == ("body",) else "")[0] for e in err.errors()]
+
+
+def messages(errors: list[dict[str, Any]], root: str = "") -> list[dict[str, str]]:
+    """pydantic's error dicts (``loc``, ``msg``) as {parameter, message}."""
     out = []
-    for e in err.errors():
+    for e in errors:
         where = root + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in e["loc"])
         where = where.lstrip(".") or _parameter_in(e["msg"])
         out.append({"parameter": where, "message": e["msg"].removeprefix("Value error, ")})

@@ -103,6 +103,9 @@ def test_unknown_seed_title_is_a_422_naming_the_parameter(stack):
     assert detail["parameter"] == "item_id" and "item_id=-5 is not a title" in detail["message"]
     similar = client.get("/v1/items/-5/similar", params={"n": 3})
     assert similar.status_code == 422 and similar.json()["detail"][0]["parameter"] == "item_id"
+    # FastAPI's own check of a route parameter: the same shape
+    similar = client.get("/v1/items/1/similar", params={"n": 0})
+    assert similar.status_code == 422 and similar.json()["detail"][0]["parameter"] == "n"
 
 
 def test_probes_and_metrics(stack):

@@ -66,3 +66,34 @@ def test_the_routers_handler_answers_with_the_status_and_body():
     res = client.get("/taken")
     assert res.status_code == 409 and res.json()["detail"][0]["parameter"] == "item_id"
     assert client.get("/bad").json()["detail"][0]["parameter"] == "title"
+
+
+def test_fastapis_own_422s_have_the_same_shape():
+    """A route parameter FastAPI checks itself (``/v1/items/{item_id}/similar?n=0``) used to
+    answer FastAPI's default body; every 422 is {parameter, message} now."""
+    from typing import Annotated
+
+    from fastapi import Body, Path, Query
+    from fastapi.exceptions import RequestValidationError
+
+    from serve.app import route_validation_error
+
+    api = FastAPI()
+    api.add_exception_handler(RequestValidationError, route_validation_error)
+
+    @api.get("/items/{item_id}/similar")
+    async def similar(item_id: Annotated[int, Path()], n: Annotated[int, Query(ge=1)] = 20):
+        return {}
+
+    @api.post("/items")
+    async def add(items: Annotated[list[int], Body()]):
+        return {}
+
+    client = TestClient(api)
+    res = client.get("/items/1/similar", params={"n": 0})
+    assert res.status_code == 422
+    assert res.json() == {"detail": [{"parameter": "n",
+                                      "message": "Input should be greater than or equal to 1"}]}
+    assert client.get("/items/x/similar").json()["detail"][0]["parameter"] == "item_id"
+    res = client.post("/items", content=b"[1, 2", headers={"content-type": "application/json"})
+    assert res.status_code == 422 and res.json()["detail"][0]["parameter"].startswith("items")
