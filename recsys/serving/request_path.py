@@ -32,6 +32,7 @@ from recsys.candidates.generator import CandidateGenerator
 from recsys.candidates.types import Context, UserHistory
 from recsys.serving import rerank as reranking
 from recsys.serving.bundle import ServingBundle
+from recsys.serving.catalog import ItemCatalog
 from recsys.serving.explain import reason
 from recsys.serving.filters import FilterRequest, filter_candidates
 from recsys.serving.live_catalog import LiveCatalog
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ANONYMOUS", "STAGES", "Recommendation", "Request", "RequestPath", "Result"]
 T = TypeVar("T")
+WARM_UP_DEADLINE_MS = 30_000.0  # the ranker's first call may load its model
 
 
 class RequestPath:
@@ -85,7 +87,7 @@ class RequestPath:
         self.rows.prefill(store, len(bundle.user_ids))
 
     @property
-    def catalog(self):
+    def catalog(self) -> ItemCatalog:
         return self.live.catalog
 
     @property
@@ -93,15 +95,26 @@ class RequestPath:
         return self.live.item_index
 
     # -- the request ----------------------------------------------------------------------
-    async def recommend(self, req: Request) -> Result:
-        """The request, awaiting the ranker (async gRPC to Triton)."""
-        return await self._stages(req, self.cfg.rank_deadline_ms, blocking=False)
+    async def recommend(self, req: Request, *, deadline_ms: float | None = None,
+                        blocking: bool = False) -> Result:
+        """The request, stage by stage, awaiting the ranker (async gRPC to Triton).
+        ``deadline_ms``: the ranker's budget (default ``serve.rank_deadline_ms``);
+        ``blocking``: call the ranker's sync client instead (``recommend_sync``)."""
+        deadline_ms = self.cfg.rank_deadline_ms if deadline_ms is None else deadline_ms
+        clock = StageClock()
+        features = clock.lap("features", self.features(req))
+        candidates = clock.lap("candidates", self.candidates(features))
+        kept = clock.lap("filters", self.filters(features, candidates))
+        ranked = clock.lap("rank", await self.rank(features, kept, deadline_ms, blocking))
+        top = clock.lap("rerank", self.rerank(features, ranked))
+        return clock.lap("response", self.response(features, candidates, kept, ranked, top,
+                                                   clock.ms))
 
-    def recommend_sync(self, req: Request) -> Result:
+    def recommend_sync(self, req: Request, deadline_ms: float | None = None) -> Result:
         """The same stages on the calling thread, the ranker called blockingly (its sync
         client is per thread, where an aio client belongs to one event loop). Needs no event
         loop, so it also works from code already running in one."""
-        return run_now(self._stages(req, self.cfg.rank_deadline_ms, blocking=True))
+        return run_now(self.recommend(req, deadline_ms=deadline_ms, blocking=True))
 
     async def similar(self, item_id: int, n: int = 20) -> Result:
         """"More like this" for a title, for nobody in particular: the post-play sources on the
@@ -115,17 +128,7 @@ class RequestPath:
         """One request with a generous deadline, so the first real request does not pay for
         the ranker's first call (Triton's Python backend loads the model lazily)."""
         user = int(self.bundle.user_ids[0]) if len(self.bundle.user_ids) else ANONYMOUS
-        run_now(self._stages(Request(user_id=user, n=10), 30_000.0, blocking=True))
-
-    async def _stages(self, req: Request, deadline_ms: float, blocking: bool) -> Result:
-        clock = StageClock()
-        features = clock.lap("features", self.features(req))
-        candidates = clock.lap("candidates", self.candidates(features))
-        kept = clock.lap("filters", self.filters(features, candidates))
-        ranked = clock.lap("rank", await self.rank(features, kept, deadline_ms, blocking))
-        top = clock.lap("rerank", self.rerank(features, ranked))
-        return clock.lap("response", self.response(features, candidates, kept, ranked, top,
-                                                   clock.ms))
+        self.recommend_sync(Request(user_id=user, n=10), deadline_ms=WARM_UP_DEADLINE_MS)
 
     # -- stages -----------------------------------------------------------------------------
     def features(self, req: Request) -> Features:
