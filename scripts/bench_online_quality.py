@@ -4,7 +4,7 @@ path with the train/serve skew the positives view removed.
     python scripts/bench_online_quality.py [--artefacts outputs/artefacts] [--users N]
 
 The ranker job's offline figures score candidate lists built in batch; this replays held-out
-users through ``RecommendationPipeline.recommend`` (home surface, ranker in-process, filters on,
+users through ``RequestPath.recommend_sync`` (home surface, ranker in-process, filters on,
 rerank rules neutral so the ranking itself is measured) and scores its top 10 against each
 user's held-out positives, as the protocol does (rating >= the bundle's threshold, titles
 already seen excluded). Two rows, same run, same users:
@@ -13,6 +13,10 @@ already seen excluded). Two rows, same run, same users:
   above the threshold (what their training lists did: ``CandidateGenerator.view``);
 * ``whole_history`` (baseline): every event, as serving did before, so co-watch and content
   answered lists the ranker never trained on.
+
+``--fresh-shares 0.0 0.1`` adds one row per value with the served rerank (``serve.rerank``'s
+genre quota and freshness rules, positives view), so the freshness share's cost in accuracy is
+measured on the same users.
 
 The artefacts must come from ``python train.py experiment=two_tower_small`` (the split is
 rebuilt from the run's data, split and seed). Writes ``benchmarks/online_quality.{json,md}``.
@@ -37,7 +41,8 @@ def replay(pipeline, users: np.ndarray, data, k: int) -> dict[str, float]:
 
     top = np.full((len(users), k), -1, np.int64)
     for row, user in enumerate(users):
-        result = pipeline.recommend(Request(user_id=int(pipeline.bundle.user_ids[user]), n=k))
+        result = pipeline.recommend_sync(Request(user_id=int(pipeline.bundle.user_ids[user]),
+                                                 n=k))
         idx = [pipeline.item_index[r.item_id] for r in result.items]
         top[row, :len(idx)] = idx
     metrics = ranking_metrics(top, data.test[users], [k], data.item_popularity())
@@ -53,7 +58,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=0,
                         help="held-out users replayed (0 = every one)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
+    parser.add_argument("--fresh-shares", type=float, nargs="*", default=[],
+                        help="also replay with the served rerank at these freshness shares")
     args = parser.parse_args()
+    from dataclasses import replace
+
     from omegaconf import OmegaConf
 
     from recsys.config import compose_config
@@ -62,8 +71,8 @@ def main() -> None:
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
     from recsys.serving.rankers import OnnxRanker
-    from recsys.serving.request_path import PipelineParams, RecommendationPipeline
-    from recsys.serving.rerank import RerankParams
+    from recsys.serving.request_path import RequestPath
+    from recsys.serving.settings import RerankConfig, ServeConfig
     from recsys.serving.state import InMemoryUserStore
 
     cfg = compose_config([f"experiment={args.experiment}"])
@@ -75,14 +84,20 @@ def main() -> None:
         sys.exit(f"{args.artefacts} was not trained on experiment={args.experiment}'s data")
     users = np.random.default_rng(0).permutation(data.users)[: args.users or None]
     threshold = cfg.eval.positive_threshold
-    neutral = PipelineParams(rerank=RerankParams(max_genre_share=1.0, fresh_share=0.0))
+    served = OmegaConf.to_object(cfg.serve)
+    neutral = replace(served, rerank=RerankConfig(max_genre_share=1.0, fresh_share=0.0))
     ranker = OnnxRanker(bundle.ranker_dir / "model.onnx")
     report = {"artefact_version": bundle.version, "experiment": args.experiment,
               "users": int(len(users)), "positive_threshold": threshold, "rows": {}}
-    for name, view_threshold in (("positives_view", threshold), ("whole_history", None)):
+    runs: list[tuple[str, float | None, ServeConfig]] = [
+        ("positives_view", threshold, neutral), ("whole_history", None, neutral),
+        *((f"served rerank, fresh_share={share}", threshold,
+           replace(served, rerank=replace(served.rerank, fresh_share=share)))
+          for share in args.fresh_shares)]
+    store = InMemoryUserStore.from_events(bundle.events, bundle.items)
+    for name, view_threshold, settings in runs:
         bundle.generator.positive_threshold = view_threshold
-        store = InMemoryUserStore.from_events(bundle.events, bundle.items)
-        pipeline = RecommendationPipeline(bundle, store, ranker, neutral)
+        pipeline = RequestPath(bundle, store, ranker, settings)
         report["rows"][name] = replay(pipeline, users, data, 10)
         print(name, report["rows"][name], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

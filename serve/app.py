@@ -1,20 +1,23 @@
 """The Ray Serve application: a FastAPI ingress (``Router``) in front of the request path
-(``Pipeline``), each its own deployment so a platform team scales them apart.
+(``Recommender``, serve/recommender.py), each its own deployment so a platform team scales them
+apart.
 
-    client ─HTTP─► Router (FastAPI: validation, 422s, /metrics) ─handle─► Pipeline replica
-                                                                           │  artefacts loaded
-                                                                           │  once per replica
-                                                                           └─gRPC─► Triton
+    client ─HTTP─► Router (FastAPI: validation, errors, /metrics) ─handle─► Recommender replica
+                                                                             │ artefacts loaded
+                                                                             │ once per replica
+                                                                             └─gRPC─► Triton
 
 Deployment options (replicas, ``max_ongoing_requests``, ``max_queued_requests``, autoscaling)
-come from ``configs/serve/`` via ``deployment_options``. Stage latencies come back with each
-result and are recorded by the router, so ``/metrics`` has them per stage, with the rows each
-request sent to the ranker and Triton's own rows / executions counters (``serve/metrics.py``).
+come from ``configs/serve/`` via ``deployment_options`` (``serve.router``, and ``serve.pipeline``
+for the recommender). Stage latencies come back with each result and are recorded by the
+router, so ``/metrics`` has them per stage, with the rows each request sent to the ranker and
+Triton's own rows / executions counters (``serve/metrics.py``). Errors cross the handle as
+exceptions and become status codes here only (``serve/http_errors.py``).
 
-``POST /v1/items`` (admin) adds titles to the catalog of the Pipeline replica that handles the
-call, in memory: with several replicas (or after a restart) the others do not have them, so run
-catalog changes against one replica, or republish the bundle. Ray Serve has no call that reaches
-every replica of a deployment.
+``POST /v1/items`` (admin) adds titles to the catalog of the Recommender replica that handles
+the call, in memory: with several replicas (or after a restart) the others do not have them, so
+run catalog changes against one replica, or republish the bundle. Ray Serve has no call that
+reaches every replica of a deployment.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
@@ -22,13 +25,17 @@ every replica of a deployment.
 import time
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Path, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from ray import serve
 
 from recsys import RecsysError
+from recsys.serving.settings import DeploymentConfig
 from serve import metrics
+from serve.http_errors import route_messages, status_and_detail, validation_messages
+from serve.recommender import Recommender
 from serve.schemas import (
     MAX_N,
     NEW_TITLES,
@@ -41,7 +48,7 @@ api = FastAPI(title="recsys", version="1",
               description="Recommendations per surface, with reasons, from the recsys stack.")
 
 
-def deployment_options(cfg: Any) -> dict[str, Any]:
+def deployment_options(cfg: DeploymentConfig) -> dict[str, Any]:
     """Ray Serve options of one deployment from its ``DeploymentConfig``."""
     out: dict[str, Any] = {"max_ongoing_requests": int(cfg.max_ongoing_requests),
                            "max_queued_requests": int(cfg.max_queued_requests),
@@ -59,93 +66,28 @@ def deployment_options(cfg: Any) -> dict[str, Any]:
     return out
 
 
-@serve.deployment
-class Pipeline:
-    """One replica: the artefact version, the user store and a ranker client, loaded once."""
-
-    def __init__(self, artefacts_root: str, version: str, ranker: str, triton_url: str | None,
-                 params: dict[str, Any]) -> None:
-        # imported here, not at module top: the router process never loads torch or the models
-        from recsys.serving.request_path import Request
-        from serve.build import build_pipeline
-
-        self.pipeline = build_pipeline(artefacts_root, version, ranker, triton_url, params)
-        self.request_type = Request
-
-    # async on purpose: the CPU stages run on the replica's event loop one request at a time
-    # (threads would only fight over the GIL: 48 vs 44 req/s measured), and the rank stage
-    # awaits Triton over async gRPC, so the loop computes another request meanwhile
-    async def recommend(self, query: dict[str, Any]) -> dict[str, Any]:
-        try:
-            result = await self.pipeline.recommend_async(self.request_type(**query))
-        except RecsysError as err:
-            return {"error": str(err)}
-        return _result_dict(result, self.pipeline.ranker is not None)
-
-    async def similar(self, item_id: int, n: int) -> dict[str, Any]:
-        try:
-            return _result_dict(await self.pipeline.similar_async(item_id, n),
-                                self.pipeline.ranker is not None)
-        except RecsysError as err:
-            return {"error": str(err)}
-
-    def add_titles(self, titles: list[dict[str, Any]]) -> dict[str, Any]:
-        """Titles (``NewTitle`` dicts) into this replica's catalog; an error carries its HTTP
-        status: 409 for an id the catalog has, 422 for anything else the client can fix."""
-        import pandas as pd
-
-        from recsys.serving.catalog import DuplicateItemError
-
-        try:
-            self.pipeline.add_titles(pd.DataFrame(titles))
-        except DuplicateItemError as err:
-            return {"error": str(err), "status": 409}
-        except RecsysError as err:
-            return {"error": str(err), "status": 422}
-        return {"item_ids": [int(t["item_id"]) for t in titles],
-                "catalog_size": self.pipeline.catalog.n_items,
-                "version": self.pipeline.bundle.version}
-
-    def ready(self) -> dict[str, Any]:
-        ranker = self.pipeline.ranker
-        live = getattr(ranker, "live", lambda: ranker is not None)()
-        return {"version": self.pipeline.bundle.version, "ranker": getattr(ranker, "name", None),
-                "ranker_live": bool(live)}
+@api.exception_handler(RequestValidationError)
+async def route_validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+    """FastAPI's checks of a route's parameters, in the shape of every other 422."""
+    return JSONResponse({"detail": route_messages(err)}, status_code=422)
 
 
-def validation_messages(err: ValidationError, root: str = "") -> list[dict[str, str]]:
-    """One {parameter, message} per problem: what a client needs to fix the request. ``root``
-    names a JSON body, whose list positions read as ``items[0].title``."""
-    out = []
-    for e in err.errors():
-        where = root + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in e["loc"])
-        where = where.lstrip(".") or _parameter_in(e["msg"])
-        out.append({"parameter": where, "message": e["msg"].removeprefix("Value error, ")})
-    return out
-
-
-def _parameter_in(message: str) -> str:
-    """The parameter a model-level rule names ("query is required when ...")."""
-    return message.removeprefix("Value error, ").split(" ", 1)[0]
-
-
-def _result_dict(result, ranked: bool) -> dict[str, Any]:
-    """The result for the router, plus ``rank_rows``: what the rank stage sent to the ranker,
-    the merged candidates the filters kept (none when no ranker is configured)."""
-    out = dict(vars(result))  # one level: dataclasses.asdict deep-copies every item (slow)
-    out["items"] = [vars(item) for item in result.items]
-    out["rank_rows"] = result.candidates - sum(result.filtered.values()) if ranked else 0
-    return out
+@api.exception_handler(RecsysError)
+async def request_path_error(request: Request, err: RecsysError) -> JSONResponse:
+    """An error the request path raised (through the handle): 409 or 422, naming the
+    parameter (``serve/http_errors.py``)."""
+    status, detail = status_and_detail(err)
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 class InProcess:
-    """The pipeline inside the router's replica (``serve.topology=fused``), called as the
-    ``Pipeline`` deployment's handle is: ``await pipeline.recommend.remote(...)``."""
+    """The request path inside the router's replica (``serve.topology=fused``), called as the
+    ``Recommender`` deployment's handle is: ``await recommender.recommend.remote(...)``."""
 
-    def __init__(self, *pipeline_args: Any) -> None:
-        pipeline = Pipeline.func_or_class(*pipeline_args)
+    def __init__(self, *recommender_args: Any) -> None:
+        recommender = Recommender.func_or_class(*recommender_args)
         for name in ("recommend", "similar", "add_titles", "ready"):  # the router's calls
-            setattr(self, name, _Remote(getattr(pipeline, name)))
+            setattr(self, name, _Remote(getattr(recommender, name)))
 
 
 class _Remote:
@@ -162,12 +104,13 @@ class _Remote:
 @serve.deployment
 @serve.ingress(api)
 class Router:
-    """``pipeline``: the ``Pipeline`` deployment's handle (``serve.topology=split``), or the
-    ``Pipeline`` constructor's arguments as a tuple (``fused``: one replica does both, one
-    Ray Serve hop less per request)."""
+    """``recommender``: the ``Recommender`` deployment's handle (``serve.topology=split``), or
+    the ``Recommender`` constructor's arguments as a tuple (``fused``: one replica does both,
+    one Ray Serve hop less per request)."""
 
-    def __init__(self, pipeline, triton_metrics_url: str | None = None) -> None:
-        self.pipeline = InProcess(*pipeline) if isinstance(pipeline, tuple) else pipeline
+    def __init__(self, recommender, triton_metrics_url: str | None = None) -> None:
+        self.recommender = (InProcess(*recommender) if isinstance(recommender, tuple)
+                            else recommender)
         self.triton_metrics_url = triton_metrics_url  # None: no Triton lines in /metrics
 
     @api.get("/v1/recommendations", response_model=RecommendationResponse)
@@ -191,16 +134,15 @@ class Router:
                                     exclude=exclude or [])
         except ValidationError as err:
             raise HTTPException(422, detail=validation_messages(err)) from None
-        out = await self.pipeline.recommend.remote(q.model_dump())
+        out = await self.recommender.recommend.remote(q.model_dump())
         return self._respond(out, start)
 
     @api.get("/v1/items/{item_id}/similar", response_model=RecommendationResponse)
     async def similar(self, item_id: Annotated[int, Path()],
                       n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> RecommendationResponse:
         start = time.perf_counter()
-        out = await self.pipeline.similar.remote(item_id, n)
-        if "error" not in out:
-            out["user_id"] = None
+        out = await self.recommender.similar.remote(item_id, n)
+        out["user_id"] = None
         return self._respond(out, start)
 
     @api.get("/healthz")
@@ -209,7 +151,7 @@ class Router:
 
     @api.get("/readyz")
     async def readyz(self) -> dict[str, Any]:
-        state = await self.pipeline.ready.remote()
+        state = await self.recommender.ready.remote()
         if not state["ranker_live"]:
             raise HTTPException(503, detail={"status": "ranker not live", **state})
         return {"status": "ready", **state}
@@ -227,19 +169,16 @@ class Router:
                                                "maturity_rating, regions")],
     ) -> AddedTitles:
         """Admin: add titles to the catalog, reachable at once through content similarity
-        (search, post-play). Reaches the one Pipeline replica that handles it (module doc)."""
+        (search, post-play). Reaches the one Recommender replica that handles it (module
+        doc); a title id the catalog has is a 409."""
         try:
             titles = NEW_TITLES.validate_python(items)
         except ValidationError as err:
             raise HTTPException(422, detail=validation_messages(err, root="items")) from None
-        out = await self.pipeline.add_titles.remote([t.model_dump() for t in titles])
-        if "error" in out:
-            raise HTTPException(out["status"], detail=out["error"])
+        out = await self.recommender.add_titles.remote([t.model_dump() for t in titles])
         return AddedTitles(**out)
 
     def _respond(self, out: dict[str, Any], start: float) -> RecommendationResponse:
-        if "error" in out:
-            raise HTTPException(422, detail=out["error"])
         metrics.observe(out, time.perf_counter() - start)
         return RecommendationResponse(**{k: out[k] for k in (
             "surface", "user_id", "cold_start", "items", "degraded", "version")})

@@ -8,10 +8,12 @@ import logging
 import sys
 from collections.abc import Callable
 
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
 from recsys import RecsysError
-from recsys.config import compose_config
+from recsys.config import CONFIG_DIR, compose_config
+from recsys.config.overrides import describe
 from recsys.runtime.quiet import quiet_libraries
 
 VERBOSE = "hydra.verbose=true"  # as for train.py: keep every library's logs
@@ -23,8 +25,14 @@ def run_command(body: Callable[[DictConfig], None], argv: list[str],
     logging.basicConfig(level=logging.DEBUG if verbose else log_level,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     quiet_libraries(verbose)
+    overrides = [*defaults, *(a for a in argv if a != VERBOSE)]
     try:
-        body(compose_config([*defaults, *(a for a in argv if a != VERBOSE)]))
+        cfg = compose_config(overrides)
+    except ConfigCompositionException as err:  # a typo or an unknown choice: one sentence
+        print(f"error: {describe(err, overrides, str(CONFIG_DIR), 'config')}", file=sys.stderr)
+        return 2
+    try:
+        body(cfg)
     except RecsysError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Prometheus metrics of the router process: request latency, per-stage latency, fallbacks,
 rows per ranker call, and Triton's batch counters.
 
-Each pipeline result carries its stage timings, so the router (one process, serving
+Each request path result carries its stage timings, so the router (one process, serving
 ``/metrics``) records every stage without a metrics agent. With several router replicas each
 exposes its own counts (scrape them all, as with any replicated service).
 

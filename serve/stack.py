@@ -1,8 +1,9 @@
 """Bring the whole serving stack up and down: Triton (the ranker) as its own process, then Ray
-on 127.0.0.1 and the Ray Serve app (router -> pipeline) on an HTTP port.
+on 127.0.0.1 and the Ray Serve app (router -> recommender) on an HTTP port.
 
-``running_stack(cfg.serve)`` is the one place that knows the order: Triton first (the pipeline
-replicas connect to it when they start), Serve last; teardown in reverse, even on errors.
+``running_stack(cfg.serve)`` is the one place that knows the order: Triton first (the
+recommender replicas connect to it when they start), Serve last; teardown in reverse, even on
+errors, and quiet (``stop_serve``).
 """
 
 from __future__ import annotations
@@ -10,24 +11,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from recsys import RecsysError
 from recsys.runtime.environ import scoped_environ
 from recsys.runtime.ports import free_port, free_ports
 from recsys.serving.artefacts import ArtefactStore
+from recsys.serving.settings import Ingress, RankerKind, ServeConfig, Topology
 
 log = logging.getLogger(__name__)
 
-TOPOLOGIES = ("split", "fused")
-INGRESSES = ("proxy", "haproxy")
 # Ray Serve's throughput mode, with direct ingress off so the proxy keeps serving host:port
 # (direct ingress moves HTTP onto each ingress replica's own port, 30000+, for HAProxy).
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+SERVE_STOP_TIMEOUT_S = 60.0  # the controller drains replicas and proxies, then exits
 
 
 @dataclass
@@ -38,49 +40,48 @@ class Stack:
     triton: Any = None  # the TritonHandle while Triton runs
 
 
+def serve_settings(cfg: ServeConfig | DictConfig) -> ServeConfig:
+    """The composed ``serve`` node as the ``ServeConfig`` dataclass (converted once; the
+    deployments get this object, pickled, and read it with no defaults of their own)."""
+    return cfg if isinstance(cfg, ServeConfig) else OmegaConf.to_object(cfg)
+
+
 @contextlib.contextmanager
-def running_stack(cfg: Any) -> Iterator[Stack]:
-    """``cfg``: the ``serve`` config node (``ServeConfig``)."""
+def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
+    """``cfg``: the ``serve`` config node, or the ``ServeConfig`` it converts to."""
     from ray import serve
 
     from recsys.runtime.ray_local import local_ray
     from recsys.runtime.tritonserver import tritonserver
-    from serve.app import Pipeline, Router, deployment_options
+    from serve.app import Router, deployment_options
+    from serve.recommender import Recommender
 
-    for knob, value, allowed in (("topology", cfg.topology, TOPOLOGIES),
-                                 ("ingress", cfg.ingress, INGRESSES)):
-        if value not in allowed:
-            raise RecsysError(f"serve.{knob} must be one of {', '.join(allowed)}, "
-                              f"got {value!r}")
+    cfg = serve_settings(cfg)
     if not cfg.artefacts_root:
         raise RecsysError("serve.artefacts_root is not set: point it at a ranker run's "
                           "artefacts folder (python train.py experiment=... writes one)")
     version, path = ArtefactStore(cfg.artefacts_root).resolve(cfg.version)
-    params = {"rank_deadline_ms": cfg.rank_deadline_ms, "threads": int(cfg.threads),
-              "user_row_cache": int(cfg.user_row_cache),
-              "surface_sources": OmegaConf.to_container(cfg.surface_sources),
-              "rerank": OmegaConf.to_container(cfg.rerank)}
-    port = int(cfg.port) or free_port(cfg.host)
+    port = cfg.port or free_port(cfg.host)
     with contextlib.ExitStack() as stack:
         # before Ray starts: its processes inherit them
         stack.enter_context(scoped_environ(ray_serve_env(cfg.throughput_optimized, cfg.ingress,
                                                          cfg.host)))
         triton = None
-        if cfg.ranker == "triton":
+        if cfg.ranker == RankerKind.triton:
             triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
         stack.enter_context(local_ray())
         serve.start(http_options={"host": cfg.host, "port": port})
-        stack.callback(serve.shutdown)
-        pipeline_args = (str(cfg.artefacts_root), version, cfg.ranker,
-                         triton.grpc_url if triton else None, params)
+        stack.callback(stop_serve)
+        recommender_args = (cfg, version, triton.grpc_url if triton else None)
         triton_metrics = triton.metrics_url if triton else None
-        if cfg.topology == "fused":  # the router replica runs the pipeline: scale it as one
-            options = {**deployment_options(cfg.pipeline), "logging_config": {
-                "enable_access_log": bool(cfg.router.access_log)}}
-            app = Router.options(**options).bind(pipeline_args, triton_metrics)
+        if cfg.topology == Topology.fused:  # the router replica runs the request path
+            options = {**deployment_options(cfg.pipeline),
+                       "logging_config": {"enable_access_log": cfg.router.access_log}}
+            app = Router.options(**options).bind(recommender_args, triton_metrics)
         else:
-            pipeline = Pipeline.options(**deployment_options(cfg.pipeline)).bind(*pipeline_args)
-            app = Router.options(**deployment_options(cfg.router)).bind(pipeline,
+            recommender = Recommender.options(**deployment_options(cfg.pipeline)).bind(
+                *recommender_args)
+            app = Router.options(**deployment_options(cfg.router)).bind(recommender,
                                                                         triton_metrics)
         serve.run(app, name="recsys", route_prefix="/", blocking=False)
         url = f"http://{cfg.host}:{port}"
@@ -88,8 +89,49 @@ def running_stack(cfg: Any) -> Iterator[Stack]:
         yield Stack(url, version, triton.grpc_url if triton else None, triton)
 
 
+def stop_serve(timeout_s: float = SERVE_STOP_TIMEOUT_S) -> None:
+    """Ray Serve's shutdown, in an order that leaves nothing failed behind.
 
-def ray_serve_env(throughput_optimized: bool, ingress: str, host: str) -> dict[str, str]:
+    ``serve.shutdown()`` waits on the controller's ``graceful_shutdown`` call, which never
+    returns by design: the controller kills itself once its replicas and proxies are down, and
+    Ray reports that pending call to the driver as a failed task ("graceful_shutdown failed
+    ... will be retried"). Here the controller is told to shut down without a reply, the driver
+    waits until it is gone, and then drops its handle to it: the same teardown, no error. If
+    this Ray's internals differ, or the controller outlives ``timeout_s``, it falls back to
+    ``serve.shutdown()``.
+    """
+    import ray
+    from ray import serve
+
+    try:
+        from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+        from ray.serve.context import _disconnect, _get_global_client
+
+        client = _get_global_client(raise_if_no_controller_running=False)
+        if client is None:
+            return
+        client.shutdown_cached_handles()  # as serve.shutdown() does, first
+        ray.get(client._controller.graceful_shutdown.remote(wait=False), timeout=timeout_s)
+    except (ImportError, AttributeError, TypeError, ray.exceptions.RayError) as err:
+        log.debug("Serve's quiet shutdown unavailable (%s); using serve.shutdown()", err)
+        serve.shutdown()
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        except ValueError:  # gone: it stopped every replica and proxy before it exited
+            client._shutdown = True
+            _disconnect()
+            return
+        time.sleep(0.1)
+    log.warning("Ray Serve's controller still up after %.0f s; forcing serve.shutdown()",
+                timeout_s)
+    serve.shutdown()
+
+
+def ray_serve_env(throughput_optimized: bool, ingress: Ingress | str, host: str
+                  ) -> dict[str, str]:
     """The Ray Serve mode as environment variables for Ray's processes: throughput mode (a
     value the caller already exported wins), and for ``ingress="haproxy"`` Ray's HAProxy
     ingress (it implies direct ingress: each ingress replica serves HTTP itself, on a port
@@ -98,7 +140,7 @@ def ray_serve_env(throughput_optimized: bool, ingress: str, host: str) -> dict[s
     collide."""
     env = ({k: os.environ.get(k, v) for k, v in THROUGHPUT_ENV.items()}
            if throughput_optimized else {})
-    if ingress == "haproxy":
+    if ingress == Ingress.haproxy:
         stats, metrics = free_ports(2, host)
         env.update({"RAY_SERVE_ENABLE_HA_PROXY": "1",
                     "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),

@@ -63,13 +63,16 @@ class CandidateGenerator:
         # every event): it is given the same events here (``view``), so the lists it answers
         # online are the ones the ranker learned from.
         self.positive_threshold = positive_threshold
-        self.timings_ms: dict[str, float] = {}  # last call's latency per source
 
     @property
     def max_candidates(self) -> int:
         return sum(spec.quota for spec in self.sources.values())
 
-    def generate(self, user: UserHistory, context: Context) -> CandidateSet:
+    def generate(self, user: UserHistory, context: Context,
+                 timings_ms: dict[str, float] | None = None) -> CandidateSet:
+        """The merged candidates; ``timings_ms``, when given, gets each source's latency (ms).
+        The caller owns that dict: one generator serves concurrent requests, so it keeps no
+        per-request state of its own."""
         names = list(self.sources)
         answers: list[tuple[int, SourceResult]] = []  # (source row, its answer)
         failed: list[str] = []
@@ -84,7 +87,8 @@ class CandidateGenerator:
                 failed.append(name)
                 continue
             finally:
-                self.timings_ms[name] = (time.perf_counter() - start) * 1e3
+                if timings_ms is not None:
+                    timings_ms[name] = (time.perf_counter() - start) * 1e3
             if len(res) == 0:
                 log.debug("candidate source %s returned nothing for user %s", name,
                           user.user_idx)
@@ -172,10 +176,12 @@ class CandidateGenerator:
                            else np.asarray(user.timestamps)[keep])
         return view, len(np.setdiff1d(items, liked))
 
-    def credit(self, user: UserHistory, candidates: list[Candidate]) -> list[Candidate]:
+    def credit(self, user: UserHistory, candidates: list[Candidate],
+               timings_ms: dict[str, float] | None = None) -> list[Candidate]:
         """Fill the history credits that ``generate`` left out under ``Context(explain=False)``,
         for these candidates only (the few titles a response shows): one ``credit`` call per
-        source, over the titles that source found. The answer equals the eager path's."""
+        source, over the titles that source found. The answer equals the eager path's.
+        ``timings_ms``, when given, gets each crediting source's latency as ``<name>:credit``."""
         if len(user.items) == 0:
             return candidates
         crediting = {name for name, spec in self.sources.items()
@@ -198,7 +204,8 @@ class CandidateGenerator:
                             err)
                 continue
             finally:
-                self.timings_ms[f"{name}:credit"] = (time.perf_counter() - start) * 1e3
+                if timings_ms is not None:
+                    timings_ms[f"{name}:credit"] = (time.perf_counter() - start) * 1e3
             credits.update(zip(((name, i) for i in items), because.tolist(), strict=True))
         return [Candidate(c.item, [p._replace(because=int(credits.get((p.source, c.item),
                                                                        p.because)))

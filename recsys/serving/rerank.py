@@ -8,7 +8,8 @@ Greedy, best score first, admitting a title only while every constraint can stil
 * **freshness mix**: at least ``fresh_share`` of the slots go to titles released within
   ``fresh_years`` of ``now_year`` when there are enough of them (once the remaining slots equal
   the fresh titles still owed, only fresh titles are admitted);
-* **business rules**: ``pin`` titles take the first slots in the given order (still counted
+* **business rules** (``ItemRules``: ``RerankConfig.for_catalog`` puts the configured raw ids
+  in item indices): ``pin`` titles take the first slots in the given order (still counted
   against the quota: a pin that would break it is skipped), ``boost`` adds to a title's score,
   ``demote`` titles go after every other title.
 
@@ -20,21 +21,12 @@ answer is worse than a less diverse one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from recsys.serving.catalog import ItemCatalog
-
-
-@dataclass
-class RerankParams:
-    max_genre_share: float = 0.2  # the seed's quota: no genre above 20% of the top n
-    fresh_share: float = 0.0  # share of the top n reserved for recent releases
-    fresh_years: int = 2  # "recent" = released within this many years of now_year
-    pin: list[int] = field(default_factory=list)  # item indices, first slots in this order
-    boost: dict[int, float] = field(default_factory=dict)  # item index -> score bonus
-    demote: list[int] = field(default_factory=list)  # item indices, after every other title
+from recsys.serving.settings import NO_RULES, ItemRules, RerankConfig
 
 
 @dataclass
@@ -46,25 +38,28 @@ class RerankResult:
 
 
 def rerank(items: np.ndarray, scores: np.ndarray, n: int, catalog: ItemCatalog,
-           params: RerankParams, now_year: float | None = None) -> RerankResult:
+           config: RerankConfig, rules: ItemRules = NO_RULES, now_year: float | None = None
+           ) -> RerankResult:
+    """The top ``n`` of ``items`` under ``config``'s quotas and ``rules`` (item indices);
+    ``now_year`` None = the catalog's newest release year."""
     items = np.asarray(items, np.int64)
     scores = np.asarray(scores, np.float64).copy()
-    for item, bonus in params.boost.items():
+    for item, bonus in rules.boost.items():
         scores[items == item] += bonus
-    demoted = np.isin(items, params.demote)
+    demoted = np.isin(items, rules.demote)
     pinned = np.zeros(len(items), np.int64)
-    if params.pin:
-        pin_rank = {item: j for j, item in enumerate(params.pin)}
+    if rules.pin:
+        pin_rank = {item: j for j, item in enumerate(rules.pin)}
         pinned = np.array([pin_rank.get(int(i), len(pin_rank)) for i in items])
     # pins first (their order), then everything else by score, demoted titles last
     order = np.lexsort((-scores, demoted, pinned)).tolist()
-    cap = max(1, math.floor(params.max_genre_share * n))
+    cap = max(1, math.floor(config.max_genre_share * n))
     genre_count = [0] * catalog.genre_matrix.shape[1]
-    recent = _recent(items, catalog, params.fresh_years, now_year)
-    fresh_needed = min(math.ceil(params.fresh_share * n), int(recent.sum()))
+    recent = _recent(items, catalog, config.fresh_years, now_year)
+    fresh_needed = min(math.ceil(config.fresh_share * n), int(recent.sum()))
     recent_list, item_list, genres_of_item = recent.tolist(), items.tolist(), catalog.genres_of_item
     chosen: list[int] = []
-    for pos in order:  # plain Python ints: ~600 steps per request
+    for pos in order:  # plain Python ints: one step per candidate, per request
         if len(chosen) == n:
             break
         genres = genres_of_item[item_list[pos]]

@@ -2,7 +2,7 @@
 
 The request path reads a user's history and preferences only through ``UserStore`` so the
 training-time snapshot (``InMemoryUserStore.from_events``) can later be fed live events through
-``append`` without the pipeline knowing where state comes from.
+``append`` without the request path knowing where state comes from.
 
 Disliked genres: a genre is disliked when the user gave at least ``min_dislikes`` titles of that
 genre a rating <= ``dislike_threshold`` AND the user's mean rating over all rated titles of that

@@ -189,3 +189,12 @@ def test_triton_warmup_batches_are_whole_requests_capped_at_the_batch_limit():
                                   "ranker.export.warmup_requests=[0]"]))
     with pytest.raises(RecsysError, match=r"warmup_requests=\[0\]: each entry"):
         check_export(job.quotas, job.ranker.export)
+
+
+def test_serve_cli_refuses_a_mistyped_choice_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "serve", "serve.topology=star"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: Error merging override serve.topology=star Invalid value 'star', expected one "
+        "of [split, fused]"]

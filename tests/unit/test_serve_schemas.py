@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from serve.app import validation_messages
+from serve.http_errors import validation_messages
 from serve.schemas import NEW_TITLES, RecommendationQuery, RecommendationResponse
 
 

@@ -9,7 +9,8 @@ from recsys.candidates.types import NO_ITEM, Provenance
 from recsys.serving.catalog import ItemCatalog
 from recsys.serving.explain import GENERIC, reason
 from recsys.serving.filters import FilterRequest, filter_candidates
-from recsys.serving.rerank import RerankParams, rerank
+from recsys.serving.rerank import rerank
+from recsys.serving.settings import NO_RULES, RerankConfig
 
 
 def catalog(n: int = 10, genres=None, maturity=None, regions=None, years=None) -> ItemCatalog:
@@ -78,7 +79,8 @@ def test_genre_quota_holds_in_the_top_n():
         + [["Sci-Fi"]] * 10
     cat = catalog(50, genres=genres)
     scores = np.r_[np.linspace(1.0, 0.9, 10), np.linspace(0.5, 0.4, 40)]  # dramas on top
-    res = rerank(np.arange(50), scores, 20, cat, RerankParams(max_genre_share=0.2))
+    res = rerank(np.arange(50), scores, 20, cat,
+                 RerankConfig(max_genre_share=0.2, fresh_share=0.0))
     assert len(res.items) == 20 and not res.relaxed
     per_genre = cat.genre_matrix[res.items].sum(0)
     assert per_genre.max() <= 4  # 20% of 20
@@ -87,7 +89,7 @@ def test_genre_quota_holds_in_the_top_n():
 
 def test_quota_is_relaxed_rather_than_returning_fewer_titles():
     cat = catalog(30)  # one genre only
-    res = rerank(np.arange(30), np.linspace(1, 0, 30), 10, cat, RerankParams())
+    res = rerank(np.arange(30), np.linspace(1, 0, 30), 10, cat, RerankConfig(fresh_share=0.0))
     assert res.relaxed and res.items.tolist() == list(range(10))
 
 
@@ -96,14 +98,24 @@ def test_freshness_share_and_business_rules():
     genres = [[f"G{i % 10}"] for i in range(25)]
     cat = catalog(25, genres=genres, years=years)
     scores = np.linspace(1.0, 0.0, 25)  # the recent titles score lowest
-    params = RerankParams(max_genre_share=0.3, fresh_share=0.2, fresh_years=2,
+    config = RerankConfig(max_genre_share=0.3, fresh_share=0.2, fresh_years=2,
                           pin=[24, 10], boost={15: 10.0}, demote=[0])
-    res = rerank(np.arange(25), scores, 10, cat, params, now_year=2018)
+    rules = config.for_catalog({i: i for i in range(25)})  # raw id i = item index i here
+    res = rerank(np.arange(25), scores, 10, cat, config, rules, now_year=2018)
     top = res.items.tolist()
     assert top[:3] == [24, 10, 15]  # pins in order, then the boosted title
     assert sum(y >= 2016 for y in cat.year[res.items]) >= 2  # 20% of 10 recent
     assert 0 not in top  # demoted below every other title
     assert cat.genre_matrix[res.items].sum(0).max() <= 3
+
+
+def test_business_rules_name_raw_ids_and_map_to_a_catalogs_indices():
+    config = RerankConfig(pin=[318, 999], boost={50: 2.0, 7: 1.0}, demote=[296])
+    rules = config.for_catalog({318: 0, 50: 3, 296: 9})  # raw id -> item index
+    assert rules.pin == [0] and rules.boost == {3: 2.0} and rules.demote == [9]
+    assert RerankConfig().for_catalog({1: 0}) == NO_RULES
+    # an id a catalog gains later (a title added while serving) maps once it is there
+    assert config.for_catalog({318: 0, 999: 4}).pin == [0, 4]
 
 
 # ---- explanations -------------------------------------------------------------------------

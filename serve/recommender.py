@@ -1,0 +1,62 @@
+"""The ``Recommender`` deployment: one replica of the request path behind the router's handle.
+
+Its methods return plain dicts (they cross the handle, pickled) and raise what the request path
+raises: the router maps a ``RecsysError`` to its status code (``serve/http_errors.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from recsys.serving.settings import ServeConfig
+
+
+@serve.deployment
+class Recommender:
+    """One replica: the artefact version, the user store and a ranker client, loaded once."""
+
+    def __init__(self, cfg: ServeConfig, version: str, triton_url: str | None) -> None:
+        # imported here, not at module top: the router process never loads torch or the models
+        from recsys.serving.request_path import Request
+        from serve.build import build_request_path
+
+        self.path = build_request_path(cfg, version, triton_url)
+        self.request_type = Request
+
+    # async on purpose: the CPU stages run on the replica's event loop one request at a time
+    # (threads would only fight over the GIL, benchmarks/serving.md), and the rank stage
+    # awaits Triton over async gRPC, so the loop computes another request meanwhile
+    async def recommend(self, query: dict[str, Any]) -> dict[str, Any]:
+        return result_dict(await self.path.recommend(self.request_type(**query)),
+                           self.path.ranker is not None)
+
+    async def similar(self, item_id: int, n: int) -> dict[str, Any]:
+        return result_dict(await self.path.similar(item_id, n), self.path.ranker is not None)
+
+    def add_titles(self, titles: list[dict[str, Any]]) -> dict[str, Any]:
+        """Titles (``NewTitle`` dicts) into this replica's catalog; a ``DuplicateItemError``
+        for an id the catalog has, an ``InvalidInput`` for anything else the client can fix."""
+        import pandas as pd
+
+        from recsys.serving.catalog_admin import add_titles
+
+        add_titles(self.path, pd.DataFrame(titles))
+        return {"item_ids": [int(t["item_id"]) for t in titles],
+                "catalog_size": self.path.live.n_items, "version": self.path.bundle.version}
+
+    def ready(self) -> dict[str, Any]:
+        ranker = self.path.ranker
+        live = getattr(ranker, "live", lambda: ranker is not None)()
+        return {"version": self.path.bundle.version, "ranker": getattr(ranker, "name", None),
+                "ranker_live": bool(live)}
+
+
+def result_dict(result, ranked: bool) -> dict[str, Any]:
+    """The result for the router, plus ``rank_rows``: what the rank stage sent to the ranker,
+    the merged candidates the filters kept (none when no ranker is configured)."""
+    out = dict(vars(result))  # one level: dataclasses.asdict deep-copies every item (slow)
+    out["items"] = [vars(item) for item in result.items]
+    out["rank_rows"] = result.candidates - sum(result.filtered.values()) if ranked else 0
+    return out
