@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed
 
 # The venv is rebuilt only when the lock or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-deps $(PIP_EXTRA) -r requirements.lock
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -qq --no-deps $(PIP_EXTRA) -r requirements.lock
+	$(BIN)/pip install -qq --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
 
 setup: $(STAMP)
 
@@ -20,9 +20,12 @@ setup: $(STAMP)
 ## then the two-stage ranker (published to outputs/artefacts), and the serving stack (Triton +
 ## Ray Serve) asked for every surface, for a sample user and a brand-new one, then stopped.
 run: setup
-	$(BIN)/python train.py
-	$(BIN)/python train.py experiment=two_tower_small trainer.progress=false
-	$(BIN)/python -m serve.demo serve.artefacts_root=outputs/artefacts
+	@echo "== 1/3 EASE on ml-latest-small"
+	@$(BIN)/python train.py
+	@echo "== 2/3 the two-stage ranker (published to outputs/artefacts)"
+	@$(BIN)/python train.py experiment=two_tower_small trainer.progress=false
+	@echo "== 3/3 the serving stack, every surface"
+	@$(BIN)/python -m serve.demo serve.artefacts_root=outputs/artefacts
 
 ## The whole test suite (unit + integration with real Ray, Triton, wandb offline).
 test: setup lint

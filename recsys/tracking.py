@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+_ANNOUNCED: set[str] = set()  # run ids already logged in this process
 
 
 class TrackerMode(StrEnum):
@@ -61,7 +62,11 @@ class WandbTracker:
         self.run = wandb.init(project=project, name=name, config=config, dir=str(run_dir),
                               mode=mode, tags=tags, reinit="finish_previous",
                               id=run_id, resume="allow" if run_id else None)
-        log.info("wandb %s run %s in %s", mode, self.run.id, self.run.dir)
+        # a run resumed by id (the ranker job's driver after its workers) was announced once
+        (log.debug if run_id in _ANNOUNCED else log.info)(
+            "wandb %s run %s in %s", mode, self.run.id, self.run.dir)
+        if run_id:
+            _ANNOUNCED.add(run_id)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         self.run.log(metrics)

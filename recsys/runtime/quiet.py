@@ -37,6 +37,14 @@ class FromPackages(logging.Filter):
             p in record.pathname for p in self.packages)
 
 
+class WarningsAndAbove(logging.Filter):
+    """For a logger whose library resets its level (Ray Serve sets ``ray.serve`` to INFO when it
+    starts): its start-up chatter goes, its warnings and errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
 def quiet_libraries(verbose: bool = False) -> None:
     """Set env vars (some libraries read them once, at import) and log levels. Idempotent."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no banner, no network call
@@ -49,5 +57,8 @@ def quiet_libraries(verbose: bool = False) -> None:
     root = logging.getLogger()
     if not any(isinstance(f, FromPackages) for f in root.filters):
         root.addFilter(FromPackages(ROOT_LOGGING_PACKAGES))
+    serve_log = logging.getLogger("ray.serve")  # this process's; replicas log on their own
+    if not any(isinstance(f, WarningsAndAbove) for f in serve_log.filters):
+        serve_log.addFilter(WarningsAndAbove())
     warnings.filterwarnings("ignore", module=NOISY_WARNING_MODULES)
     warnings.filterwarnings("ignore", message=".*resource_tracker.*")
