@@ -39,6 +39,7 @@ from serve.recommender import Recommender
 from serve.schemas import (
     MAX_N,
     NEW_TITLES,
+    QUERY_ID,
     AddedTitles,
     RecommendationQuery,
     RecommendationResponse,
@@ -116,16 +117,16 @@ class Router:
     @api.get("/v1/recommendations", response_model=RecommendationResponse)
     async def recommendations(
         self,
-        user_id: Annotated[int, Query(description="raw user id; unknown = cold start")],
+        user_id: Annotated[str, Query(description="raw user id; unknown = cold start")],
         surface: Annotated[str, Query(description="home | search | post_play")] = "home",
         n: Annotated[int, Query(description="titles to return, 1..100")] = 20,
         query: Annotated[str | None, Query(description="search text (surface=search)")] = None,
-        item_id: Annotated[int | None, Query(description="title just watched (post_play)")]
+        item_id: Annotated[str | None, Query(description="title just watched (post_play)")]
         = None,
         region: str | None = None,
         max_maturity: Annotated[str | None, Query(description="G | PG | PG-13 | R | NC-17")]
         = None,
-        exclude: Annotated[list[int] | None, Query(description="item ids to leave out")] = None,
+        exclude: Annotated[list[str] | None, Query(description="item ids to leave out")] = None,
     ) -> RecommendationResponse:
         start = time.perf_counter()
         try:
@@ -138,10 +139,14 @@ class Router:
         return self._respond(out, start)
 
     @api.get("/v1/items/{item_id}/similar", response_model=RecommendationResponse)
-    async def similar(self, item_id: Annotated[int, Path()],
+    async def similar(self, item_id: Annotated[str, Path(description="raw title id")],
                       n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> RecommendationResponse:
         start = time.perf_counter()
-        out = await self.recommender.similar.remote(item_id, n)
+        try:
+            title = QUERY_ID.validate_python(item_id)
+        except ValidationError as err:
+            raise HTTPException(422, detail=validation_messages(err, root="item_id")) from None
+        out = await self.recommender.similar.remote(title, n)
         out["user_id"] = None
         return self._respond(out, start)
 

@@ -12,11 +12,37 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from recsys.serving.catalog import MATURITY_ORDER
 
 Surface = Literal["home", "search", "post_play"]
+INT64_MAX = 2**63 - 1
+
+
+def _id_text(value: object) -> object:
+    """A query or path id arrives as text: only plain digits are an id ("5.0", "1e3", "-0" and
+    " 5" are not), so an id means the same thing at every edge."""
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise ValueError("must be a non-negative integer id")
+        return int(value)
+    return value
+
+
+# One id contract at every edge: ids are what the catalog and the stores keep, non-negative
+# int64; anything else is a 422 naming the field (never a silent int64 wrap)
+QueryId = Annotated[StrictInt, BeforeValidator(_id_text), Field(ge=0, le=INT64_MAX)]
+JsonId = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]  # in JSON: 5.0, "5", true are not ids
+QUERY_ID = TypeAdapter(QueryId)
 MAX_N = 100
 MAX_NEW_TITLES = 1000  # per POST /v1/items: each is embedded before the response
 
@@ -26,15 +52,16 @@ class RecommendationQuery(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    user_id: int = Field(description="raw user id; unknown ids get the cold-start path")
+    user_id: QueryId = Field(description="raw user id; unknown ids get the cold-start path")
     surface: Surface = "home"
     n: int = Field(20, ge=1, le=MAX_N, description="titles to return, 1..100")
     query: str | None = Field(None, min_length=1, max_length=200,
                               description="free text; required on the search surface")
-    item_id: int | None = Field(None, description="title just watched; required on post_play")
+    item_id: QueryId | None = Field(None,
+                                    description="title just watched; required on post_play")
     region: str | None = Field(None, min_length=2, max_length=8)
     max_maturity: Literal[MATURITY_ORDER] | None = None  # type: ignore[valid-type]
-    exclude: list[int] = Field(default_factory=list, max_length=500)
+    exclude: list[QueryId] = Field(default_factory=list, max_length=500)
 
     @model_validator(mode="after")
     def _surface_needs_its_input(self) -> RecommendationQuery:
@@ -69,7 +96,7 @@ class NewTitle(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    item_id: int = Field(description="raw id; must not be in the catalog yet (409 if it is)")
+    item_id: JsonId = Field(description="raw id; must not be in the catalog yet (409 if it is)")
     title: str = Field(min_length=1, max_length=300)
     year: int | None = Field(None, ge=1870, le=2100, description="release year")
     genres: list[str] = Field(default_factory=list, max_length=32)

@@ -97,15 +97,40 @@ def test_bad_input_is_a_422_naming_the_parameter(stack, params, parameter):
 def test_unknown_seed_title_is_a_422_naming_the_parameter(stack):
     """Raised in the recommender replica, re-raised through the handle, mapped by the router."""
     _, client = stack
-    res = get(client, "/v1/recommendations", user_id=1, surface="post_play", item_id=-5)
+    unknown = 2**62  # a valid id that is no title
+    res = get(client, "/v1/recommendations", user_id=1, surface="post_play", item_id=unknown)
     assert res.status_code == 422
     [detail] = res.json()["detail"]
-    assert detail["parameter"] == "item_id" and "item_id=-5 is not a title" in detail["message"]
-    similar = client.get("/v1/items/-5/similar", params={"n": 3})
+    assert detail["parameter"] == "item_id"
+    assert f"item_id={unknown} is not a title" in detail["message"]
+    similar = client.get(f"/v1/items/{unknown}/similar", params={"n": 3})
     assert similar.status_code == 422 and similar.json()["detail"][0]["parameter"] == "item_id"
     # FastAPI's own check of a route parameter: the same shape
     similar = client.get("/v1/items/1/similar", params={"n": 0})
     assert similar.status_code == 422 and similar.json()["detail"][0]["parameter"] == "n"
+
+
+BAD_IDS = [str(2**63), "-1", "5.0", "1e3", "99999999999999999999998"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_every_endpoint_that_takes_an_id_refuses_one_outside_int64(stack, bad):
+    """One id contract at every edge: a 422 naming the field, never a wrap or a 500."""
+    _, client = stack
+    calls = {
+        "user_id": get(client, "/v1/recommendations", user_id=bad),
+        "item_id": get(client, "/v1/recommendations", user_id=1, surface="post_play",
+                       item_id=bad),
+        "exclude[0]": get(client, "/v1/recommendations", user_id=1, exclude=bad),
+        "item_id ": client.get(f"/v1/items/{bad}/similar", params={"n": 3}),
+    }
+    for parameter, res in calls.items():
+        assert res.status_code == 422, (parameter, res.text)
+        assert [d["parameter"] for d in res.json()["detail"]] == [parameter.strip()], res.text
+    body = [{"item_id": int(bad) if bad.lstrip("-").isdigit() else bad, "title": "T"}]
+    res = client.post("/v1/items", json=body)
+    assert res.status_code == 422, res.text
+    assert res.json()["detail"][0]["parameter"] == "items[0].item_id"
 
 
 def test_probes_and_metrics(stack):

@@ -65,3 +65,50 @@ def test_query_errors_still_name_the_bare_parameter():
         RecommendationQuery(user_id=1, n=0)
     assert validation_messages(err.value) == [
         {"parameter": "n", "message": "Input should be greater than or equal to 1"}]
+
+
+# One id contract at every edge: non-negative int64, anything else a 422 naming the field.
+ID_BOUNDARIES = [  # (value as a client sends it in a query or path, accepted?)
+    (str(2**63 - 1), True), (str(2**63), False), ("-1", False), ("5.0", False), ("1e3", False),
+    ("5", True), (str(99999999999999999999998), False),
+]
+
+
+@pytest.mark.parametrize(("text", "ok"), ID_BOUNDARIES)
+@pytest.mark.parametrize("field", ["user_id", "item_id", "exclude"])
+def test_query_ids_are_non_negative_int64_text(field, text, ok):
+    from pydantic import ValidationError
+
+    from serve.http_errors import validation_messages
+    from serve.schemas import RecommendationQuery
+
+    params = {"user_id": "1", field: [text] if field == "exclude" else text}
+    if ok:
+        RecommendationQuery(**params)
+        return
+    with pytest.raises(ValidationError) as err:
+        RecommendationQuery(**params)
+    want = "exclude[0]" if field == "exclude" else field
+    assert [m["parameter"] for m in validation_messages(err.value)] == [want]
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    (2**63 - 1, True), (2**63, False), (-1, False), (5.0, False), ("5", False), (True, False),
+    (99999999999999999999998, False), (0, True),
+])
+def test_new_title_ids_are_json_integers_in_int64(value, ok):
+    """The bug this closes: 99999999999999999999998 and 2**64 were accepted and stored as
+    int64's minimum (a wrap), two titles with one id."""
+    from pydantic import ValidationError
+
+    from serve.http_errors import validation_messages
+    from serve.schemas import NEW_TITLES
+
+    body = [{"item_id": value, "title": "A title"}]
+    if ok:
+        assert NEW_TITLES.validate_python(body)[0].item_id == value
+        return
+    with pytest.raises(ValidationError) as err:
+        NEW_TITLES.validate_python(body)
+    assert [m["parameter"] for m in validation_messages(err.value, root="items")] == [
+        "items[0].item_id"]
