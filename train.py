@@ -84,9 +84,7 @@ def hydra_main(cfg: DictConfig) -> None:
             from recsys.config.jobs import two_stage_job
             from recsys.train.two_stage import train_ranker
 
-            job = two_stage_job(cfg)
-            job.verbose = bool(hydra_cfg.verbose)
-            train_ranker(job, run_dir)
+            train_ranker(two_stage_job(cfg, verbose=bool(hydra_cfg.verbose)), run_dir)
         else:
             train(cfg, run_dir)
     except RecsysError as err:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
-_ANNOUNCED: set[str] = set()  # run ids already logged in this process
 
 
 class TrackerMode(StrEnum):
@@ -54,7 +53,8 @@ class WandbTracker:
     """One wandb run per training job (``reinit`` so Hydra sweeps get one run each)."""
 
     def __init__(self, config: dict[str, Any], run_dir: Path, mode: str, project: str,
-                 name: str, tags: list[str], run_id: str | None = None) -> None:
+                 name: str, tags: list[str], run_id: str | None = None,
+                 announce: bool = True) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
 
@@ -62,11 +62,8 @@ class WandbTracker:
         self.run = wandb.init(project=project, name=name, config=config, dir=str(run_dir),
                               mode=mode, tags=tags, reinit="finish_previous",
                               id=run_id, resume="allow" if run_id else None)
-        # a run resumed by id (the ranker job's driver after its workers) was announced once
-        (log.debug if run_id in _ANNOUNCED else log.info)(
+        (log.info if announce else log.debug)(
             "wandb %s run %s in %s", mode, self.run.id, self.run.dir)
-        if run_id:
-            _ANNOUNCED.add(run_id)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         self.run.log(metrics)
@@ -82,9 +79,11 @@ class WandbTracker:
 
 
 def start_tracker(enabled: bool, mode: str, project: str, config: dict[str, Any], run_dir: Path,
-                  name: str, tags: list[str] | None = None, run_id: str | None = None
-                  ) -> Tracker:
-    """``run_id`` lets several processes (the driver, a training worker) write one run."""
+                  name: str, tags: list[str] | None = None, run_id: str | None = None,
+                  announce: bool = True) -> Tracker:
+    """``run_id`` lets several processes (the driver, a training worker) write one run;
+    ``announce=False`` for a process resuming a run another one already announced."""
     if not enabled or mode == "disabled":
         return NullTracker()
-    return WandbTracker(config, run_dir, mode, project, name, list(tags or []), run_id)
+    return WandbTracker(config, run_dir, mode, project, name, list(tags or []), run_id,
+                        announce)

@@ -14,8 +14,9 @@ from recsys.config.builders import build_sources
 from recsys.train.two_stage import TwoStageJob
 
 
-def two_stage_job(cfg: DictConfig) -> TwoStageJob:
-    """The ranker job's settings from the composed root config."""
+def two_stage_job(cfg: DictConfig, verbose: bool = False) -> TwoStageJob:
+    """The ranker job's settings from the composed root config; ``verbose``:
+    ``hydra.verbose=true`` (the workers keep the libraries' logs too)."""
     slots = cfg.candidates.sources if cfg.get("candidates") is not None else {}
     return TwoStageJob(
         data=OmegaConf.to_container(cfg.data, resolve=True),
@@ -25,7 +26,7 @@ def two_stage_job(cfg: DictConfig) -> TwoStageJob:
         ranker=_typed(cfg.ranker), trainer=_typed(cfg.trainer), split=_typed(cfg.split),
         eval=_typed(cfg.eval), logger=_typed(cfg.logger),
         ease_l2=float(cfg.model.l2) if "l2" in cfg.model else 500.0,
-        seed=int(cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
+        seed=int(cfg.seed), config=OmegaConf.to_container(cfg, resolve=True), verbose=verbose)
 
 
 def _typed(node: DictConfig) -> Any:

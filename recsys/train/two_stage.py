@@ -169,7 +169,8 @@ def train_ranker(job: TwoStageJob, run_dir: Path) -> dict[str, dict[str, float]]
     (run_dir / "metrics.json").write_text(json.dumps({"results": results, "run": summary,
                                                       "history": state["history"]}, indent=2))
     if tracker_kw:
-        tracker = start_tracker(**{**tracker_kw, "run_dir": run_dir})
+        # the training loop announced this run already (rank 0, same run id)
+        tracker = start_tracker(**{**tracker_kw, "run_dir": run_dir}, announce=False)
         tracker.log_metrics({f"test/{n}/{k}": v for n, m in results.items() for k, v in m.items()})
         tracker.log_artifact(out, name=f"two_tower-{dataset.name}", kind="model")
         tracker.finish()
