@@ -14,14 +14,18 @@ router, so ``/metrics`` has them per stage, with the rows each request sent to t
 Triton's own rows / executions counters (``serve/metrics.py``). Errors cross the handle as
 exceptions and become status codes here only (``serve/http_errors.py``).
 
-``POST /v1/items`` (admin) adds titles to the catalog of the Recommender replica that handles
-the call, in memory: with several replicas (or after a restart) the others do not have them, so
-run catalog changes against one replica, or republish the bundle. Ray Serve has no call that
-reaches every replica of a deployment.
+Live events (``serve.events.enabled``, the default): ``POST /v1/events`` appends to the durable
+log in this process (``serve/events_api.py``), the stream processor applies the log to the
+shared store, and every Recommender replica reads user state, trending and added titles from
+it. ``POST /v1/items`` goes through the log too: the titles are checked on a replica, appended,
+applied, and then every replica adds them (the one that answers at once, the others within a
+second, and a restarted one at its start). Both write endpoints need a write key
+(``serve/auth.py``); with events off, titles reach only the replica that handled the call.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -32,8 +36,12 @@ from pydantic import ValidationError
 from ray import serve
 
 from recsys import RecsysError
+from recsys.events.log import LogUnavailable
+from recsys.events.records import title_record
 from recsys.serving.settings import DeploymentConfig
 from serve import metrics
+from serve.auth import AuthError
+from serve.events_api import EventsEndpoint, auth_error, error, unavailable
 from serve.http_errors import route_messages, status_and_detail, validation_messages
 from serve.recommender import Recommender
 from serve.schemas import (
@@ -87,7 +95,8 @@ class InProcess:
 
     def __init__(self, *recommender_args: Any) -> None:
         recommender = Recommender.func_or_class(*recommender_args)
-        for name in ("recommend", "similar", "add_titles", "ready"):  # the router's calls
+        for name in ("recommend", "similar", "add_titles", "check_titles", "sync_catalog",
+                     "ready"):  # the router's calls
             setattr(self, name, _Remote(getattr(recommender, name)))
 
 
@@ -107,12 +116,15 @@ class _Remote:
 class Router:
     """``recommender``: the ``Recommender`` deployment's handle (``serve.topology=split``), or
     the ``Recommender`` constructor's arguments as a tuple (``fused``: one replica does both,
-    one Ray Serve hop less per request)."""
+    one Ray Serve hop less per request). ``events``: ``EventsEndpoint``'s arguments (None: live
+    events off)."""
 
-    def __init__(self, recommender, triton_metrics_url: str | None = None) -> None:
+    def __init__(self, recommender, triton_metrics_url: str | None = None,
+                 events: tuple | None = None) -> None:
         self.recommender = (InProcess(*recommender) if isinstance(recommender, tuple)
                             else recommender)
         self.triton_metrics_url = triton_metrics_url  # None: no Triton lines in /metrics
+        self.events = EventsEndpoint(*events) if events is not None else None
 
     @api.get("/v1/recommendations", response_model=RecommendationResponse)
     async def recommendations(
@@ -166,22 +178,93 @@ class Router:
         triton = await metrics.scrape_triton(self.triton_metrics_url)
         return PlainTextResponse(metrics.exposition(triton), media_type=metrics.CONTENT_TYPE)
 
+    @api.post("/v1/events", status_code=202)
+    async def post_events(self, request: Request) -> JSONResponse:
+        """A JSON array of events (``recsys.events.records.Event``); 202 once durable
+        (``serve/events_api.py`` for every status)."""
+        if self.events is None:
+            return error(404, "live events are off on this server (serve.events.enabled)")
+        try:
+            self.events.authorize(request, "POST /v1/events")
+        except AuthError as err:
+            return auth_error(err)
+        body = await self.events.body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        return self.events.post(body)
+
+    @api.get("/v1/events/dead-letters")
+    async def dead_letters(self, request: Request,
+                           limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                           offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+        """Refused and late events, newest first (any API key: they hold user data)."""
+        if self.events is None:
+            return error(404, "live events are off on this server (serve.events.enabled)")
+        try:
+            from serve.auth import Role, authorize
+
+            authorize(self.events.keys, request.headers, Role.read,
+                      endpoint="GET /v1/events/dead-letters", read_needs_key=True)
+            log = self.events.log
+            letters = log.dead_letters(limit, offset)
+            total = log.dead_letter_count()
+        except AuthError as err:
+            return auth_error(err)
+        except LogUnavailable as err:
+            return unavailable(err)
+        return JSONResponse({"total": total, "dead_letters": [vars(d) for d in letters]})
+
     @api.post("/v1/items", status_code=201, response_model=AddedTitles)
     async def add_items(
         self,
+        request: Request,
         items: Annotated[Any, Body(description="a JSON list of new titles: item_id, title, "
                                                "and optionally year, genres, tags, "
                                                "maturity_rating, regions")],
     ) -> AddedTitles:
-        """Admin: add titles to the catalog, reachable at once through content similarity
-        (search, post-play). Reaches the one Recommender replica that handles it (module
-        doc); a title id the catalog has is a 409."""
+        """Admin: add titles to the catalog, reachable through content similarity (search,
+        post-play) at once on the replica that answers and within a second on the others
+        (module doc); a title id the catalog has is a 409."""
+        if self.events is not None:
+            try:
+                self.events.authorize(request, "POST /v1/items")
+            except AuthError as err:
+                return auth_error(err)
         try:
             titles = NEW_TITLES.validate_python(items)
         except ValidationError as err:
             raise HTTPException(422, detail=validation_messages(err, root="items")) from None
-        out = await self.recommender.add_titles.remote([t.model_dump() for t in titles])
-        return AddedTitles(**out)
+        rows = [t.model_dump() for t in titles]
+        if self.events is None:
+            return AddedTitles(**await self.recommender.add_titles.remote(rows))
+        await self.recommender.check_titles.remote(rows)  # 409 / 422, nothing changed
+        now_ms = int(time.time() * 1000)
+        try:
+            out = self.events.log.append([title_record(f"title:{r['item_id']}", r, now_ms)
+                                          for r in rows])
+        except LogUnavailable as err:
+            return unavailable(err)
+        if out.duplicates:
+            taken = [rows[i]["item_id"] for i in out.duplicates]
+            raise HTTPException(409, detail=[{"parameter": "item_id", "message":
+                                f"item_id {taken} already in the catalog"}])
+        self.events.known.ids.update(r["item_id"] for r in rows)
+        await self._applied([r["item_id"] for r in rows])
+        return AddedTitles(**await self.recommender.sync_catalog.remote(
+            [r["item_id"] for r in rows]))
+
+    async def _applied(self, item_ids: list[int], timeout_s: float = 10.0) -> None:
+        """Until the stream processor has put the titles in the store (or ``timeout_s``: they
+        are durable in the log either way, and every replica adds them once applied)."""
+        wanted, seq = set(item_ids), 0
+        deadline = time.monotonic() + timeout_s
+        while wanted and time.monotonic() < deadline:
+            new = self.events.store.added_titles(seq)
+            if new:
+                wanted -= {int(t["item_id"]) for _, t in new}
+                seq = new[-1][0]
+            if wanted:
+                await asyncio.sleep(0.02)
 
     def _respond(self, out: dict[str, Any], start: float) -> RecommendationResponse:
         metrics.observe(out, time.perf_counter() - start)

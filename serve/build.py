@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import threadpoolctl
 
 from recsys import RecsysError
+from recsys.candidates.trending import Trending
 from recsys.serving.artefacts import ArtefactStore
-from recsys.serving.bundle import load_bundle
+from recsys.serving.bundle import ServingBundle, load_bundle
 from recsys.serving.rankers import RankerBackend
 from recsys.serving.request_path import RequestPath
 from recsys.serving.settings import RankerKind, ServeConfig
@@ -17,14 +19,44 @@ from recsys.serving.state import InMemoryUserStore
 
 def build_request_path(cfg: ServeConfig, version: str, triton_url: str | None) -> RequestPath:
     """The artefact ``version`` under ``cfg.artefacts_root``, with ``cfg``'s ranker (Triton at
-    ``triton_url``), warmed up. ``cfg`` is used as given: its defaults are the schema's."""
+    ``triton_url``), warmed up. ``cfg`` is used as given: its defaults are the schema's. With
+    live events on, user state, trending and added titles come from the shared store."""
     if cfg.threads < 1:
         raise RecsysError(f"serve.threads must be >= 1, got {cfg.threads}")
     bundle = load_bundle(*ArtefactStore(cfg.artefacts_root).resolve(version))
-    store = InMemoryUserStore.from_events(bundle.events, bundle.items)
-    path = RequestPath(bundle, store, ranker_backend(cfg, bundle.ranker_dir, triton_url), cfg)
+    ranker = ranker_backend(cfg, bundle.ranker_dir, triton_url)
+    if cfg.events.enabled:
+        path = live_request_path(cfg, bundle, ranker)
+    else:
+        path = RequestPath(bundle, InMemoryUserStore.from_events(bundle.events, bundle.items),
+                           ranker, cfg)
     limit_threads(cfg.threads)
     path.warm_up()
+    return path
+
+
+def live_request_path(cfg: ServeConfig, bundle: ServingBundle, ranker: RankerBackend | None
+                      ) -> RequestPath:
+    """The request path over the shared store: ``LiveUserStore`` for user state,
+    ``OnlineTrending`` in place of the trained trending source, ``CatalogSync`` for titles."""
+    from recsys.events.store import open_store
+    from recsys.serving.catalog_sync import CatalogSync
+    from recsys.serving.live_users import LiveUserStore
+    from recsys.serving.online_trending import OnlineTrending
+
+    store = open_store(cfg.events, str(cfg.live_folder()))
+    box: dict[str, RequestPath] = {}
+    sources = bundle.generator.sources
+    for name, spec in list(sources.items()):
+        if isinstance(spec.source, Trending):
+            sources[name] = dataclasses.replace(spec, source=OnlineTrending(
+                spec.source, store, lambda: box["path"].live.item_index,
+                cfg.events.title_refresh_s))
+    users = LiveUserStore(store, bundle.user_ids, limit=max(cfg.user_row_cache, 1))
+    path = box["path"] = RequestPath(bundle, users, ranker, cfg)
+    path.catalog_sync = CatalogSync(path, store)
+    path.catalog_sync.sync()
+    path.catalog_sync.start()
     return path
 
 

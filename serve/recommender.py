@@ -46,6 +46,22 @@ class Recommender:
         return {"item_ids": [int(t["item_id"]) for t in titles],
                 "catalog_size": self.path.live.n_items, "version": self.path.bundle.version}
 
+    def check_titles(self, titles: list[dict[str, Any]]) -> None:
+        """What ``add_titles`` would refuse (409 / 422), changing nothing: the router checks
+        before it appends titles to the log."""
+        import pandas as pd
+
+        from recsys.serving.catalog_admin import checked_rows, title_embedders
+
+        checked_rows(self.path.live, pd.DataFrame(titles))
+        title_embedders(self.path)
+
+    def sync_catalog(self, item_ids: list[int]) -> dict[str, Any]:
+        """Add the store's new titles now (live events: titles come through the log)."""
+        self.path.catalog_sync.sync()
+        return {"item_ids": [int(i) for i in item_ids], "catalog_size": self.path.live.n_items,
+                "version": self.path.bundle.version}
+
     def ready(self) -> dict[str, Any]:
         ranker = self.path.ranker
         live = getattr(ranker, "live", lambda: ranker is not None)()

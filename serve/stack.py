@@ -9,11 +9,13 @@ errors, and quiet (``stop_serve``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -38,6 +40,10 @@ class Stack:
     version: str
     triton_url: str | None
     triton: Any = None  # the TritonHandle while Triton runs
+    events: Any = None  # the EventsConfig the stack runs with (None: live events off)
+    live_folder: Path | None = None
+    redis: Any = None  # the RedisHandle when the stack started redis-server itself
+    processor: Any = None  # the stream processor's Ray actor
 
 
 def serve_settings(cfg: ServeConfig | DictConfig) -> ServeConfig:
@@ -69,24 +75,96 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
         triton = None
         if cfg.ranker == RankerKind.triton:
             triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
+        live = None
+        if cfg.events.enabled:
+            cfg, live = stack.enter_context(live_events(cfg, path))
         stack.enter_context(local_ray())
+        processor = None
+        if live is not None:
+            from serve.stream_actor import start_stream_actor
+
+            processor = start_stream_actor(cfg.events, str(live.folder))
+            stack.callback(stop_actor, processor)
         serve.start(http_options={"host": cfg.host, "port": port})
         stack.callback(stop_serve)
+        events_args = (None if live is None
+                       else (cfg.events, str(live.folder), path, live.keys))
         recommender_args = (cfg, version, triton.grpc_url if triton else None)
         triton_metrics = triton.metrics_url if triton else None
         if cfg.topology == Topology.fused:  # the router replica runs the request path
             options = {**deployment_options(cfg.pipeline),
                        "logging_config": {"enable_access_log": cfg.router.access_log}}
-            app = Router.options(**options).bind(recommender_args, triton_metrics)
+            app = Router.options(**options).bind(recommender_args, triton_metrics, events_args)
         else:
             recommender = Recommender.options(**deployment_options(cfg.pipeline)).bind(
                 *recommender_args)
-            app = Router.options(**deployment_options(cfg.router)).bind(recommender,
-                                                                        triton_metrics)
+            app = Router.options(**deployment_options(cfg.router)).bind(
+                recommender, triton_metrics, events_args)
         serve.run(app, name="recsys", route_prefix="/", blocking=False)
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
-        yield Stack(url, version, triton.grpc_url if triton else None, triton)
+        yield Stack(url, version, triton.grpc_url if triton else None, triton,
+                    cfg.events if live else None, live.folder if live else None,
+                    live.redis if live else None, processor)
+
+
+@dataclass
+class Live:
+    folder: Path
+    keys: Any  # serve.auth.ApiKeys
+    redis: Any = None
+
+
+@contextlib.contextmanager
+def live_events(cfg: ServeConfig, bundle_dir: Path) -> Iterator[tuple[ServeConfig, Live]]:
+    """What live events need before the replicas start: the API keys (a malformed one stops
+    the stack here, in one sentence), Redis when ``serve.events.backend=redis`` names no
+    server, and a store that holds the history: an empty log is backfilled from the bundle's
+    training events (``serve.events.backfill``) and applied."""
+    from recsys.events.backfill import backfill, bundle_interactions
+    from recsys.events.log import open_log
+    from recsys.events.processor import StreamProcessor
+    from recsys.events.settings import Backend, BackfillSource
+    from recsys.events.store import open_store
+    from serve.auth import ApiKeys
+
+    keys = ApiKeys.from_environment()
+    folder = cfg.live_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        redis = None
+        if cfg.events.backend == Backend.redis and not cfg.events.redis_url:
+            from recsys.runtime.redis_server import redis_server
+
+            redis = stack.enter_context(redis_server(folder / "redis",
+                                                     fsync=str(cfg.events.redis_fsync)))
+            cfg = dataclasses.replace(cfg, events=dataclasses.replace(
+                cfg.events, redis_url=redis.url))
+        event_log = open_log(cfg.events, str(folder))
+        store = open_store(cfg.events, str(folder))
+        try:
+            if cfg.events.backfill == BackfillSource.bundle and event_log.count() == 0:
+                import numpy as np
+                import pandas as pd
+
+                ids = np.load(bundle_dir / "ids.npz")
+                events = pd.read_parquet(bundle_dir / "events.parquet")
+                backfill(event_log, bundle_interactions(events, ids["user_ids"],
+                                                        ids["item_ids"]), "bundle")
+            StreamProcessor(event_log, store, cfg.events).drain(timeout_s=1800)
+        finally:
+            event_log.close()
+            store.close()
+        yield cfg, Live(folder, keys, redis)
+
+
+def stop_actor(actor: Any) -> None:
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.get(actor.stop.remote(), timeout=15)
+    with contextlib.suppress(Exception):
+        ray.kill(actor)
 
 
 def stop_serve(timeout_s: float = SERVE_STOP_TIMEOUT_S) -> None:

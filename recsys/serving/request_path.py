@@ -83,6 +83,9 @@ class RequestPath:
             self.generators[surface] = CandidateGenerator(
                 {n: sources[n] for n in chosen},
                 positive_threshold=bundle.generator.positive_threshold)
+        attach = getattr(store, "attach", None)  # a live store reads this replica's catalog
+        if attach is not None:
+            attach(lambda: self.live)
         self.rows = UserRowCache(bundle.builder, self.cfg.user_row_cache)
         self.rows.prefill(store, len(bundle.user_ids))
 
@@ -136,12 +139,12 @@ class RequestPath:
         ranker's user inputs (the user's cached row; none without a ranker)."""
         live = self.live  # this request's catalog snapshot, read by every later stage
         user_idx = self.user_index.get(int(req.user_id))
-        state = self.store.get(user_idx) if user_idx is not None else None
+        state, degraded = self.store.for_user(int(req.user_id), user_idx)
         seed = live.index_of(req.item_id, "item_id") if req.item_id is not None else None
         history = state.history() if state is not None else UserHistory(
             None, np.empty(0, np.int64))
         row = self.rows.get(user_idx, state) if self.ranker is not None else None
-        return Features(req, live, user_idx, state, history, seed, row)
+        return Features(req, live, user_idx, state, history, seed, row, degraded)
 
     def candidates(self, f: Features) -> Candidates:
         """The surface's sources, merged; credits are left for the titles shown."""
@@ -205,9 +208,10 @@ class RequestPath:
                                 float(score), reason(cand.provenance, live.catalog.titles,
                                                      req.surface, req.query), cand.sources)
                  for cand, score in zip(shown, top.scores, strict=True)]
-        return Result(req.surface, req.user_id, f.user_idx is None, items,
-                      c.degraded + r.degraded, self.bundle.version, timings_ms, len(c.merged),
-                      k.removed, top.relaxed, c.source_ms)
+        cold = f.user_idx is None and not len(f.history.items)  # a new user with events is not
+        return Result(req.surface, req.user_id, cold, items,
+                      f.degraded + c.degraded + r.degraded, self.bundle.version, timings_ms,
+                      len(c.merged), k.removed, top.relaxed, c.source_ms)
 
 
 def similar_request(item_id: int, n: int) -> Request:

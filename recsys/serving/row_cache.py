@@ -40,6 +40,8 @@ class UserRowCache:
         """The row of a user (``user_idx`` None: the cold-start row, the same for everyone)."""
         if self.limit <= 0:
             return user_rows(self.builder, events_of_user(state), user_idx)
+        if user_idx is None and state is not None and len(state.items):
+            return user_rows(self.builder, events_of_user(state), None)  # a new user's events
         if user_idx is None:
             if self._anonymous is None:
                 self._anonymous = user_rows(self.builder, events_of_user(None), None)

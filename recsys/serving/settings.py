@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import NamedTuple
+
+from recsys.events.settings import EventsConfig
 
 
 class Topology(StrEnum):
@@ -134,3 +137,15 @@ class ServeConfig:
     # (benchmarks/serving.md). Its stats and metrics ports bind every interface (Ray's
     # template): for hosts behind a firewall
     ingress: Ingress = Ingress.proxy
+    # live events: POST /v1/events -> the log -> the stream processor -> the shared store that
+    # every replica reads (recsys/events/settings.py); serve.events.backend=sqlite|redis
+    events: EventsConfig = field(default_factory=EventsConfig)
+
+    def live_folder(self) -> Path:
+        """Where the embedded log and store (and a stack-started Redis) keep their files:
+        ``serve.events.path``, or ``live/`` beside the artefacts folder."""
+        if self.events.path:
+            return Path(self.events.path)
+        if not self.artefacts_root:
+            raise ValueError("serve.events.path or serve.artefacts_root must be set")
+        return Path(self.artefacts_root).resolve().parent / "live"

@@ -45,6 +45,7 @@ class Features:
     history: UserHistory
     seed: int | None  # item index of ``req.item_id``
     user_row: UserRows | None  # the ranker's user row; None when no ranker is configured
+    degraded: list[str] = field(default_factory=list)  # ["features:store"]: last state known
 
 
 @dataclass

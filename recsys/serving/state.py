@@ -52,6 +52,13 @@ class UserStore(Protocol):
 
     def set_profile(self, user_idx: int, **fields: Any) -> None: ...
 
+    def for_user(self, raw_id: int, user_idx: int | None
+                 ) -> tuple[UserState | None, list[str]]:
+        """The request path's read: a user's state by raw id (``user_idx``: the models' index,
+        None for a user they never saw) and the stages that fell back (``features:store``
+        when the live store could not be read and the last state known was served)."""
+        ...
+
 
 def _derive_dislikes(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
                      genres: pd.Series, threshold: float, min_count: int) -> dict[int, frozenset]:
@@ -118,6 +125,11 @@ class InMemoryUserStore:
     def get(self, user_idx: int) -> UserState | None:
         return self._states.get(int(user_idx))
 
+    def for_user(self, raw_id: int, user_idx: int | None
+                 ) -> tuple[UserState | None, list[str]]:
+        """The training snapshot knows users by index only: a new user has no state."""
+        return (self.get(user_idx) if user_idx is not None else None), []
+
     def append(self, user_idx: int, item_idx: int, rating: float | None,
                timestamp: int | None) -> None:
         """Add one event as the user's newest; unknown users get a fresh state."""
@@ -130,7 +142,7 @@ class InMemoryUserStore:
             new = replace(old, items=np.append(old.items, np.int64(item_idx)),
                           ratings=np.append(old.ratings, np.float32(
                               np.nan if rating is None else rating)), timestamps=ts)
-            self._states[new.user_idx] = self._with_dislikes(new)
+            self._states[new.user_idx] = self.with_dislikes(new)
 
     def set_profile(self, user_idx: int, **fields: Any) -> None:
         """Merge profile fields (``max_maturity``, ``region``, ``disliked_genres``)."""
@@ -142,13 +154,13 @@ class InMemoryUserStore:
         with self._lock:
             old = self._states.get(int(user_idx)) or self._empty(int(user_idx))
             new = replace(old, profile={**old.profile, **fields})
-            self._states[new.user_idx] = self._with_dislikes(new)
+            self._states[new.user_idx] = self.with_dislikes(new)
 
     def _empty(self, user_idx: int) -> UserState:
         return UserState(user_idx, np.empty(0, np.int64), np.empty(0, np.float32),
                          np.empty(0, np.int64))
 
-    def _with_dislikes(self, state: UserState) -> UserState:
+    def with_dislikes(self, state: UserState) -> UserState:
         """Re-derive one user's disliked genres and add the explicit ones."""
         derived = _derive_dislikes(np.zeros(len(state.items), np.int64), state.items,
                                    state.ratings, self._genres, self._threshold, self._min)

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 # bottom first; a package may import its own layer and any layer below
 LAYERS = [
     {"__init__", "device", "progress", "tracking", "data", "index", "runtime"},
-    {"candidates", "eval", "ranking"},
+    {"candidates", "eval", "events", "ranking"},
     {"serving"},
     {"train"},
     {"config", "doctor"},

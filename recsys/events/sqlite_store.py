@@ -1,0 +1,198 @@
+"""The embedded feature store: ``features.db`` (SQLite, WAL) beside the event log, read by
+every replica process of the machine.
+
+Each ``apply`` is one ``BEGIN IMMEDIATE`` transaction: the dedup check, the history rows, the
+users' versions, the touched titles (read and rewritten inside the transaction) and the hour
+buckets, so a killed processor leaves a batch applied wholly or not at all, and two
+processors by mistake would still not double-count.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys import RecsysError
+from recsys.events.aggregates import TitleFeatures, TitleRow, UserEvents, plan_batch, title_features
+from recsys.events.settings import EventsConfig
+from recsys.events.sqlite_log import connect, dumps
+from recsys.events.store import Applied, is_duplicate
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS applied (event_id TEXT PRIMARY KEY, ingest_ms INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (user_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+    event_id TEXT NOT NULL, item_id INTEGER NOT NULL, kind TEXT NOT NULL, value REAL,
+    watch_fraction REAL);
+CREATE INDEX IF NOT EXISTS history_by_user ON history (user_id);
+CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS titles (item_id INTEGER PRIMARY KEY, events INTEGER, plays INTEGER,
+    completes INTEGER, rating_sum REAL, rating_n INTEGER, pop_ref_ms INTEGER, pop REAL);
+CREATE TABLE IF NOT EXISTS title_hours (item_id INTEGER NOT NULL, hour INTEGER NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (item_id, hour)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS title_hours_by_hour ON title_hours (hour);
+CREATE TABLE IF NOT EXISTS added_titles (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id INTEGER UNIQUE NOT NULL, body TEXT NOT NULL);
+"""
+TITLE_COLUMNS = "events, plays, completes, rating_sum, rating_n, pop_ref_ms, pop"
+HISTORY_COLUMNS = "ts_ms, event_id, item_id, kind, value, watch_fraction"
+
+
+class SqliteFeatureStore:
+    """``FeatureStore`` in ``<folder>/features.db`` (``cfg.path`` wins over ``folder``)."""
+
+    def __init__(self, cfg: EventsConfig, folder: str | None = None) -> None:
+        root = cfg.path or folder
+        if not root:
+            raise RecsysError("serve.events.path is not set: the folder for the SQLite event "
+                              "log and feature store")
+        self.cfg = cfg
+        self.path = Path(root) / "features.db"
+        self._conn = connect(self.path, str(cfg.sqlite_sync))
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def apply(self, records: Sequence[dict[str, Any]]) -> Applied:
+        if not records:
+            return Applied(0, 0)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                fresh = self._fresh(records)
+                items = sorted({int(r["item_id"]) for r in fresh if "item_id" in r})
+                current = {row[0]: TitleRow(*row[1:]) for row in conn.execute(
+                    f"SELECT item_id, {TITLE_COLUMNS} FROM titles WHERE item_id IN "
+                    f"({','.join('?' * len(items))})", items)}
+                plan = plan_batch(fresh, current, self.cfg)
+                conn.executemany("INSERT OR REPLACE INTO applied VALUES (?, ?)",
+                                 [(str(r["event_id"]), int(r["ingest_ms"])) for r in fresh])
+                conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 plan.history)
+                conn.executemany(
+                    "INSERT INTO users VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+                    "version = version + excluded.version", list(plan.versions.items()))
+                conn.executemany("INSERT OR REPLACE INTO titles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                 [(item, *vars(row).values()) for item, row in plan.titles.items()])
+                conn.executemany(
+                    "INSERT INTO title_hours VALUES (?, ?, ?) ON CONFLICT (item_id, hour) "
+                    "DO UPDATE SET n = n + excluded.n",
+                    [(item, hour, n) for (item, hour), n in plan.hours.items()])
+                conn.executemany("INSERT OR IGNORE INTO added_titles (item_id, body) "
+                                 "VALUES (?, ?)",
+                                 [(int(t["item_id"]), dumps(t)) for t in plan.added_titles])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return Applied(len(fresh), len(records) - len(fresh))
+
+    def _fresh(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records not applied before (``is_duplicate``), first occurrence in the batch."""
+        ids = sorted({str(r["event_id"]) for r in records})
+        seen: dict[str, int] = dict(self._conn.execute(
+            f"SELECT event_id, ingest_ms FROM applied WHERE event_id IN "
+            f"({','.join('?' * len(ids))})", ids).fetchall())
+        fresh = []
+        for r in records:
+            event_id, ingest = str(r["event_id"]), int(r["ingest_ms"])
+            if not is_duplicate(seen.get(event_id), ingest, self.cfg):
+                seen[event_id] = ingest
+                fresh.append(r)
+        return fresh
+
+    # -- readers ------------------------------------------------------------------------------
+    def user_version(self, user_id: int) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT version FROM users WHERE user_id = ?",
+                                     (int(user_id),)).fetchone()
+        return int(row[0]) if row else 0
+
+    def user_events(self, user_id: int) -> UserEvents:
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")  # the version and the rows of one snapshot
+            try:
+                row = conn.execute("SELECT version FROM users WHERE user_id = ?",
+                                   (int(user_id),)).fetchone()
+                rows = conn.execute(f"SELECT {HISTORY_COLUMNS} FROM history WHERE user_id = ?",
+                                    (int(user_id),)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return UserEvents.from_rows(rows, int(row[0]) if row else 0)
+
+    def all_user_events(self) -> dict[int, UserEvents]:
+        """Every user's history (a replica's start), in one read."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                versions = dict(conn.execute("SELECT user_id, version FROM users").fetchall())
+                rows = conn.execute(f"SELECT user_id, {HISTORY_COLUMNS} FROM history "
+                                    "ORDER BY user_id").fetchall()
+            finally:
+                conn.execute("COMMIT")
+        out: dict[int, UserEvents] = {}
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if end == len(rows) or rows[end][0] != rows[start][0]:
+                user = rows[start][0]
+                out[user] = UserEvents.from_rows([r[1:] for r in rows[start:end]],
+                                                 versions.get(user, 0))
+                start = end
+        return out
+
+    def title_features(self, now_ms: int) -> TitleFeatures:
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(f"SELECT item_id, {TITLE_COLUMNS} FROM titles "
+                                    "ORDER BY item_id").fetchall()
+                hours = conn.execute("SELECT item_id, hour, n FROM title_hours WHERE hour > ?",
+                                     (now_ms // 3_600_000 - 168,)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        table = np.array(rows, np.float64).reshape(-1, 8)
+        return title_features(table[:, 0].astype(np.int64), table[:, 1:], np.array(hours),
+                              now_ms, self.cfg)
+
+    def added_titles(self, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT seq, body FROM added_titles WHERE seq > ? "
+                                      "ORDER BY seq", (int(after),)).fetchall()
+        return [(seq, json.loads(body)) for seq, body in rows]
+
+    def dump(self) -> dict[str, Any]:
+        """Everything stored, canonically ordered: two stores of the same events dump equal
+        (replay's oracle)."""
+        with self._lock:
+            q = self._conn.execute
+            return {
+                "history": sorted(q("SELECT user_id, " + HISTORY_COLUMNS + " FROM history")),
+                "users": sorted(q("SELECT user_id, version FROM users")),
+                "titles": sorted(q(f"SELECT item_id, {TITLE_COLUMNS} FROM titles")),
+                "title_hours": sorted(q("SELECT item_id, hour, n FROM title_hours")),
+                "added_titles": sorted(q("SELECT item_id, body FROM added_titles")),
+                "applied": sorted(q("SELECT event_id, ingest_ms FROM applied")),
+            }
+
+    def clear(self) -> None:
+        with self._lock:
+            self._conn.executescript("BEGIN IMMEDIATE; DELETE FROM applied; DELETE FROM history;"
+                                     "DELETE FROM users; DELETE FROM titles; "
+                                     "DELETE FROM title_hours; DELETE FROM added_titles; "
+                                     "COMMIT;")
+
+    def ping(self) -> None:
+        with self._lock:
+            self._conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
