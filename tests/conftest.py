@@ -1,4 +1,5 @@
-"""Shared fixtures: the MovieLens folder, a quiet wandb, and the repository root."""
+"""Shared fixtures: the MovieLens folder, a quiet wandb, the repository root, and real
+redis-servers (``tests/redis_fixtures.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["tests.redis_fixtures"]  # redis_handle, redis_fresh, redis_url
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "offline")

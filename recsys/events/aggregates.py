@@ -14,8 +14,8 @@ is derived at a point in time ``now`` from that state, using only events *before
   ``binge_plays`` plays of one genre within the last ``binge_window_s``;
 - title: decayed popularity ``sum 0.5 ** ((now - t) / half_life)`` over engagement events
   (play, rating, click, add to list: an impression is not popularity), counts in the last
-  1 h / 24 h / 7 d (hour buckets: the current hour and the ones before it), plays, completion
-  rate.
+  1 h / 24 h / 7 d (hour buckets: every hour that overlaps the window counts whole, so a
+  window reaches up to an hour further back), plays, completion rate.
 
 Counters and buckets are integers, so any order of the same events gives the same values; the
 decayed popularity is a float sum (equal to rounding for another order).
@@ -187,10 +187,10 @@ def title_features(item_id: np.ndarray, rows: np.ndarray, hours: np.ndarray, now
     popularity = pop * np.power(0.5, (now_ms - ref) / half_life_ms)
     pos = {int(i): j for j, i in enumerate(item_id.tolist())}
     hours = np.asarray(hours, np.int64).reshape(-1, 3)
-    now_h = now_ms // HOUR_MS
+    last = (now_ms - 1) // HOUR_MS  # the hour of the latest event before now
     counts = []
     for w in WINDOWS_H:
-        inside = (hours[:, 1] > now_h - w) & (hours[:, 1] <= now_h)
+        inside = (hours[:, 1] >= (now_ms - w * HOUR_MS) // HOUR_MS) & (hours[:, 1] <= last)
         idx = np.array([pos.get(int(i), -1) for i in hours[inside, 0]], np.int64)
         ok = idx >= 0
         counts.append(np.bincount(idx[ok], weights=hours[inside, 2][ok],

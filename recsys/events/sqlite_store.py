@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from recsys import RecsysError
-from recsys.events.aggregates import TitleFeatures, TitleRow, UserEvents, plan_batch, title_features
+from recsys.events.aggregates import (
+    HOUR_MS,
+    TitleFeatures,
+    TitleRow,
+    UserEvents,
+    plan_batch,
+    title_features,
+)
 from recsys.events.settings import EventsConfig
 from recsys.events.sqlite_log import connect, dumps
 from recsys.events.store import Applied, is_duplicate
@@ -154,8 +161,8 @@ class SqliteFeatureStore:
             try:
                 rows = conn.execute(f"SELECT item_id, {TITLE_COLUMNS} FROM titles "
                                     "ORDER BY item_id").fetchall()
-                hours = conn.execute("SELECT item_id, hour, n FROM title_hours WHERE hour > ?",
-                                     (now_ms // 3_600_000 - 168,)).fetchall()
+                hours = conn.execute("SELECT item_id, hour, n FROM title_hours WHERE hour >= ?",
+                                     ((now_ms - 168 * HOUR_MS) // HOUR_MS,)).fetchall()
             finally:
                 conn.execute("COMMIT")
         table = np.array(rows, np.float64).reshape(-1, 8)

@@ -17,7 +17,7 @@ LAYERS = [
     {"candidates", "eval", "events", "ranking"},
     {"serving"},
     {"train"},
-    {"config", "doctor"},
+    {"config", "doctor", "stream"},
 ]
 HYDRA = ("hydra", "omegaconf")
 

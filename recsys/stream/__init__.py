@@ -1,0 +1,1 @@
+"""``python -m recsys.stream``: run the stream processor, replay, backfill, inspect the log."""

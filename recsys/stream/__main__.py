@@ -1,0 +1,10 @@
+"""Entry point: ``python -m recsys.stream [run|replay|backfill|status|dead-letters] [overrides]``."""
+
+from __future__ import annotations
+
+import sys
+
+from recsys.stream.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,134 @@
+"""``python -m recsys.stream COMMAND [hydra overrides]``: the stream processor on its own, and
+the operator's tools for the log and the store.
+
+    run            apply the log to the store until Ctrl-C (what the serving stack runs as a
+                   Ray actor; run this instead when the processor lives elsewhere)
+    replay         rebuild the store from the whole log (it then equals the live store)
+    backfill       load a dataset's interactions into the log (``data=ml-1m data.root=...``),
+                   then apply them
+    status         the log's size, the processor's lag, dead letters
+    dead-letters   the newest refused and late events (``--limit N``)
+
+Where: ``serve.events`` (backend, path or redis_url), or the folder beside
+``serve.artefacts_root``. A bad override or an unreachable backend ends with one sentence and
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from recsys import RecsysError
+from recsys.config import CONFIG_DIR, compose_config
+from recsys.config.overrides import describe
+from recsys.events.log import LogUnavailable, open_log
+from recsys.events.processor import StreamProcessor, replay
+from recsys.events.store import open_store
+from recsys.progress import progress_bar
+from recsys.serving.settings import ServeConfig
+
+COMMANDS = ("run", "replay", "backfill", "status", "dead-letters")
+log = logging.getLogger("recsys.stream")
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    command = argv[0] if argv and not argv[0].startswith("-") and "=" not in argv[0] else "run"
+    rest = argv[1:] if argv and argv[0] == command else argv
+    if command not in COMMANDS:
+        print(f"error: unknown command '{command}'; choose one of {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    limit = 20
+    if "--limit" in rest:
+        at = rest.index("--limit")
+        limit = int(rest[at + 1]) if at + 1 < len(rest) and rest[at + 1].isdigit() else 20
+        rest = rest[:at] + rest[at + 2:]
+    try:
+        cfg = compose_config(rest)
+    except ConfigCompositionException as err:
+        print(f"error: {describe(err, rest, str(CONFIG_DIR), 'config')}", file=sys.stderr)
+        return 2
+    serve_cfg: ServeConfig = OmegaConf.to_object(cfg.serve)
+    try:
+        return COMMAND_BODIES[command](cfg, serve_cfg, limit)
+    except (RecsysError, LogUnavailable, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def backends(serve_cfg: ServeConfig):
+    folder = str(serve_cfg.live_folder())
+    return open_log(serve_cfg.events, folder), open_store(serve_cfg.events, folder)
+
+
+def run(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+    event_log, store = backends(serve_cfg)
+    processor = StreamProcessor(event_log, store, serve_cfg.events)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log.info("applying the log to the store (%s); Ctrl-C stops", serve_cfg.events.backend)
+    worker = threading.Thread(target=processor.run, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive() and not stop.wait(10):
+            s = processor.stats.summary()
+            log.info("applied %d (duplicates %d, late %d), freshness p99 %s ms", s["applied"],
+                     s["duplicates"], s["late"], s["freshness_p99_ms"])
+    except KeyboardInterrupt:
+        stop.set()
+    worker.join(timeout=10)
+    return 0
+
+
+def replay_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+    event_log, store = backends(serve_cfg)
+    started = time.perf_counter()
+    n = replay(event_log, store, serve_cfg.events)
+    print(f"replayed {n} records into the store in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def backfill_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+    from recsys.data import load_dataset
+    from recsys.events.backfill import backfill
+
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    dataset = load_dataset(**data)
+    event_log, store = backends(serve_cfg)
+    frame = dataset.interactions
+    with progress_bar(total=len(frame), desc=f"backfill {data['name']}", unit="event") as bar:
+        stored, known = backfill(event_log, frame, data["name"], bar)
+    StreamProcessor(event_log, store, serve_cfg.events).drain(timeout_s=3600)
+    print(f"backfilled {stored} events from {data['name']} ({known} already in the log); "
+          "the store has them")
+    return 0
+
+
+def status(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+    event_log, _ = backends(serve_cfg)
+    print(json.dumps({"backend": str(serve_cfg.events.backend), "records": event_log.count(),
+                      "processor_lag": event_log.lag("processor"),
+                      "dead_letters": event_log.dead_letter_count()}))
+    return 0
+
+
+def dead_letters(cfg, serve_cfg: ServeConfig, limit: int) -> int:
+    event_log, _ = backends(serve_cfg)
+    for d in event_log.dead_letters(limit):
+        print(json.dumps({"reason": d.reason, "detail": d.detail, "event_id": d.event_id,
+                          "received_ms": d.received_ms, "payload": d.payload}))
+    return 0
+
+
+COMMAND_BODIES = {"run": run, "replay": replay_command, "backfill": backfill_command,
+                  "status": status, "dead-letters": dead_letters}
