@@ -1,16 +1,22 @@
 """``python -m serve.demo [overrides]``: what ``make run`` ends with. Start the stack on the
 published artefacts, ask every surface for a sample user and for a brand-new one over HTTP,
-print the answers with their reasons, and stop the stack.
+post plays to ``/v1/events`` and show both users' home rows change, and stop the stack.
+
+The demo adds a one-time write key for the stack it starts (``RECSYS_API_KEYS``), so it needs
+no configured key; a real deployment sets its own (README, "Live events").
 """
 
 import logging
+import os
+import secrets
 import sys
+import time
 
 import httpx
 
 from serve.cli import run_command
 
-NEW_USER = 10**12  # an id no dataset uses: the cold-start path
+NEW_USER = 10**12 + secrets.randbelow(10**9)  # no dataset uses it, and no earlier demo run
 
 
 def show(title: str, res: httpx.Response) -> None:
@@ -50,9 +56,40 @@ def demo(cfg) -> None:
         show("home, a brand-new user", client.get(rec, params={"user_id": NEW_USER, "n": n}))
         show(f"post-play after '{last_title}', a brand-new user", client.get(rec, params={
             "user_id": NEW_USER, "surface": "post_play", "item_id": last, "n": n}))
+        if stack.events is not None:
+            live_events(client, user, n)
     print("\nstack stopped")
 
 
+def live_events(client: httpx.Client, user: int, n: int) -> None:
+    """Both users play titles (``POST /v1/events``); their next home rows leave them out and
+    follow from them: the stream processor applied the plays to the shared store."""
+    rec, headers = "/v1/recommendations", {"Authorization": f"Bearer {DEMO_KEY}"}
+    shown = client.get(rec, params={"user_id": user, "n": n}).json()["items"]
+    played = [item for item in shown[:2]]
+    now = time.time()
+    events = [{"event_id": f"demo-{secrets.token_hex(6)}", "type": "play", "user_id": who,
+               "item_id": item["item_id"], "timestamp": now, "watch_fraction": 0.95,
+               "context": {"surface": "home"}}
+              for who in (user, NEW_USER) for item in played]
+    res = client.post("/v1/events", json=events, headers=headers)
+    print(f"\nPOST /v1/events: users {user} and {NEW_USER} play "
+          f"{' and '.join(repr(i['title']) for i in played)}  [{res.status_code}] {res.json()}")
+    deadline = time.monotonic() + 10  # read-your-writes: the processor applies within ms
+    while time.monotonic() < deadline:
+        after = client.get(rec, params={"user_id": user, "n": n})
+        if not {i["item_id"] for i in played} & {i["item_id"] for i in after.json()["items"]}:
+            break
+        time.sleep(0.05)
+    show(f"home, user {user}, after those plays", after)
+    show("home, the brand-new user, after those plays", client.get(rec, params={
+        "user_id": NEW_USER, "n": n}))
+
+
+DEMO_KEY = secrets.token_urlsafe(24)
+
 if __name__ == "__main__":
+    keys = os.environ.get("RECSYS_API_KEYS")
+    os.environ["RECSYS_API_KEYS"] = ",".join(filter(None, [keys, f"{DEMO_KEY}:write"]))
     sys.exit(run_command(demo, sys.argv[1:], defaults=("serve.port=0",),
                          log_level=logging.WARNING))

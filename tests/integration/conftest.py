@@ -1,5 +1,6 @@
 """Shared by the serving-stack tests: config composition and a small trained bundle."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,20 @@ from recsys.config.jobs import two_stage_job
 from recsys.train.two_stage import train_ranker
 
 REPO = Path(__file__).resolve().parents[2]
+WRITE_KEY = "test-write-key-0123456789"  # the stacks these tests start take these keys
+READ_KEY = "test-read-key-0123456789"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def api_keys():
+    """Keys for the write endpoints of every stack started here (read at stack start)."""
+    before = os.environ.get("RECSYS_API_KEYS")
+    os.environ["RECSYS_API_KEYS"] = f"{WRITE_KEY}:write,{READ_KEY}:read"
+    yield
+    if before is None:
+        os.environ.pop("RECSYS_API_KEYS", None)
+    else:
+        os.environ["RECSYS_API_KEYS"] = before
 
 
 @pytest.fixture(scope="module")

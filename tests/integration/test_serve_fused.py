@@ -6,7 +6,7 @@ front of replicas that serve HTTP themselves)."""
 import httpx
 import pytest
 
-from tests.integration.conftest import compose_config
+from tests.integration.conftest import WRITE_KEY, compose_config
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,8 @@ def test_fused_stack_serves_the_same_api_from_one_deployment(served_artefacts):
         res = client.get("/v1/recommendations", params={"user_id": 1, "surface": "post_play",
                                                         "item_id": -5})
         assert res.status_code == 422 and res.json()["detail"][0]["parameter"] == "item_id"
-        res = client.post("/v1/items", json=[{"item_id": taken, "title": "Again"}])
+        res = client.post("/v1/items", json=[{"item_id": taken, "title": "Again"}],
+                          headers={"X-API-Key": WRITE_KEY})
         assert res.status_code == 409 and res.json()["detail"][0]["parameter"] == "item_id"
         assert client.get("/readyz").status_code == 503  # no ranker configured: not live
         assert 'recsys_stage_seconds_count{stage="candidates"}' in client.get("/metrics").text

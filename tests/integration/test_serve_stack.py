@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from recsys.serving.artefacts import ArtefactStore
-from tests.integration.conftest import compose_config
+from tests.integration.conftest import WRITE_KEY, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,7 +128,7 @@ def test_every_endpoint_that_takes_an_id_refuses_one_outside_int64(stack, bad):
         assert res.status_code == 422, (parameter, res.text)
         assert [d["parameter"] for d in res.json()["detail"]] == [parameter.strip()], res.text
     body = [{"item_id": int(bad) if bad.lstrip("-").isdigit() else bad, "title": "T"}]
-    res = client.post("/v1/items", json=body)
+    res = client.post("/v1/items", json=body, headers={"X-API-Key": WRITE_KEY})
     assert res.status_code == 422, res.text
     assert res.json()["detail"][0]["parameter"] == "items[0].item_id"
 
@@ -185,14 +185,15 @@ def test_a_title_added_over_http_is_served_at_once(stack, served_artefacts):
     assert get(client, "/v1/recommendations", **post_play).status_code == 422  # not yet
     body = [{"item_id": new_id, "title": title, "year": int(original["year"]),
              "genres": list(original["genres"]), "maturity_rating": original["maturity_rating"]}]
-    res = client.post("/v1/items", json=body)
+    keyed = {"X-API-Key": WRITE_KEY}
+    res = client.post("/v1/items", json=body, headers=keyed)
     assert res.status_code == 201, res.text
     assert res.json()["item_ids"] == [new_id] and res.json()["catalog_size"] == len(items) + 1
-    again = client.post("/v1/items", json=body)
+    again = client.post("/v1/items", json=body, headers=keyed)
     assert again.status_code == 409
     [detail] = again.json()["detail"]
     assert detail["parameter"] == "item_id" and "already in the catalog" in detail["message"]
-    bad = client.post("/v1/items", json=[{"item_id": new_id + 1}])
+    bad = client.post("/v1/items", json=[{"item_id": new_id + 1}], headers=keyed)
     assert bad.status_code == 422
     assert [d["parameter"] for d in bad.json()["detail"]] == ["items[0].title"]
     # the new title as the seed: content knows it (co-watch does not), reasons name it
