@@ -1,4 +1,5 @@
-"""Smokes for TorchRec, Ray, FAISS and wandb: the smallest real use of each that can go wrong.
+"""Smokes for TorchRec, Ray, FAISS, wandb and redis-server: the smallest real use of each that
+can go wrong.
 
 Each function imports its library itself (a missing or broken install becomes that smoke's FAIL,
 not a crash of the doctor), raises ``AssertionError`` with a readable message when a result is
@@ -110,3 +111,25 @@ def wandb_smoke() -> str:
     with contextlib.suppress(Exception):
         wandb.teardown()  # stop the wandb-core service process we caused to start
     return f"offline run logged 2 steps, wrote {name}"
+
+
+def redis_smoke() -> str:
+    """redis-server (the system package the live-events log needs) starts with the AOF on, as
+    the stack starts it, and answers PING over redis-py; then it is stopped."""
+    import redis
+
+    from recsys.runtime.redis_server import redis_server
+
+    with (tempfile.TemporaryDirectory(prefix="recsys-doctor-redis-") as tmp,
+          redis_server(Path(tmp)) as server):
+        client = redis.Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            assert client.ping() is True, f"no PONG from {server.url}"
+            version = client.info("server")["redis_version"]
+            aof = client.config_get("appendonly").get("appendonly")
+        finally:
+            client.close()
+        url = server.url
+    assert aof == "yes", f"appendonly is {aof!r}, not yes"
+    return (f"redis-server {version} answered PING on {url} (AOF on, redis-py "
+            f"{redis.__version__}), stopped")

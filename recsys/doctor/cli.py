@@ -26,11 +26,18 @@ from recsys.runtime.quiet import quiet_libraries
 
 def default_checks() -> list[Check]:
     """Every smoke, in the order a pipeline uses them; limits are ~5x their time on 2 CPUs."""
-    from recsys.doctor.checks import faiss_smoke, ray_smoke, torchrec_smoke, wandb_smoke
+    from recsys.doctor.checks import (
+        faiss_smoke,
+        ray_smoke,
+        redis_smoke,
+        torchrec_smoke,
+        wandb_smoke,
+    )
     from recsys.doctor.triton_smoke import triton_smoke
 
     smokes = (("torchrec", torchrec_smoke, 60), ("faiss", faiss_smoke, 30),
-              ("ray", ray_smoke, 90), ("triton", triton_smoke, 90), ("wandb", wandb_smoke, 60))
+              ("ray", ray_smoke, 90), ("triton", triton_smoke, 90), ("wandb", wandb_smoke, 60),
+              ("redis", redis_smoke, 30))
     return [Check(name, fn, timeout_s=limit, fix=FIXES[name], hint=hint_for(name))
             for name, fn, limit in smokes]
 

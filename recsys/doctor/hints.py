@@ -17,6 +17,8 @@ FIXES: dict[str, str] = {
     "faiss": f"{DEFAULT_FIX}  (faiss-cpu==1.15.1; faiss-gpu only on CUDA images)",
     "triton": f"{DEFAULT_FIX}  (nvidia-pytriton==0.7.0 and tritonclient[grpc]==2.73.0, numpy<2)",
     "wandb": f"{DEFAULT_FIX}; check the temp dir is writable and WANDB_MODE=offline is honoured",
+    "redis": "apt-get install redis-server  (the live-events log and store; redis-py==8.1.0 "
+             "comes with requirements.lock)",
 }
 
 

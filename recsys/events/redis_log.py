@@ -1,39 +1,34 @@
-"""The event log on Redis Streams: one stream per user partition, so several router replicas or
-hosts append to one log and one processor reads it (the ``EventLog`` contract of ``log.py``).
+"""The event log on Redis Streams, for router replicas on several hosts (the ``EventLog``
+contract of ``log.py``, with SqliteEventLog's semantics).
 
-Layout under ``cfg.namespace`` (``ns``): ``ns:log:{p}`` the streams (``partition_of``), each
-entry one field ``r`` holding the record as compact JSON; ``ns:seen:{event_id}`` the dedup
-marks; ``ns:dead`` the dead letters (a list, newest first) and ``ns:dead:late`` the event ids
-already dead-lettered as late. A consumer is a consumer group of the same name on every stream.
+Keys under ``cfg.namespace`` (``ns``): ``ns:log:{p}`` one stream per user partition, each entry
+one field ``r`` (the record as compact JSON); ``ns:seen:{id}`` the dedup marks; ``ns:dead`` the
+dead letters (newest first), ``ns:dead:late`` the ids dead-lettered as late. A consumer is a
+consumer group of that name on every stream.
 
-- Append: one Lua script per batch checks each ``event_id`` and adds the new ones, so the
-  dedup and the ``XADD`` cannot be separated by a crash or interleaved with another replica.
-  A mark expires ``dedup_days`` after the record's ingest time (``SET NX PX``), which is the
-  window SQLite computes from its ``seen`` table; a mark already past it is not set at all.
-- Read: ``XREADGROUP``. The first read of a consumer in this process first takes back the
-  consumer's own pending entries (id ``0``: read before a restart, never acknowledged), then
-  reads new ones (``>``); ``commit`` is ``XACK``. ``Entry.position`` is ``(stream, id)``.
-  A read returns at most ``max_n`` records; the rest of what the server delivered waits in this
-  process and comes first next time (it is pending on the server too, so a restart gets it).
-- Scan: every stream from its start, merged by ``(ingest_ms, partition, id)`` (``heapq.merge``
-  never reorders one stream, so every user's events stay in log order).
+- Append: one Lua script per batch, so the dedup check and the ``XADD`` are atomic against a
+  crash and other replicas. A mark (``SET NX PX``) expires ``dedup_days`` after the record's
+  ingest time, SQLite's window. A client retry of a batch the server ran reports duplicates.
+- Read: ``XREADGROUP``; a consumer's first read in this process takes back its own pending
+  entries first (id ``0``: delivered before a restart, never acknowledged), then new ones
+  (``>``). ``commit`` is ``XACK``; ``Entry.position`` is ``(stream, id)``. What the server
+  delivered beyond ``max_n`` waits here for the next read (and is pending there for a restart).
+- Scan: the streams merged by ``(ingest_ms, partition, id)``; ``heapq.merge`` never reorders
+  one stream, so every user's events stay in log order.
 
-Durability: the server runs with the AOF on (``recsys.runtime.redis_server``). Redis writes a
-command to the AOF (the OS page cache) before it sends the reply, so an acknowledged append
-survives ``kill -9`` of redis-server with ``appendfsync everysec`` (the default): the file is
-the kernel's from then on. A power loss (or kernel crash) can drop the last second, fsynced
-once a second; ``appendfsync always`` fsyncs before every reply and survives that too, at a
-throughput cost. (Under ``everysec`` Redis may delay a write while a slow disk is still
-fsyncing, by up to 2 s; on such a disk use ``always``.) A server without the AOF keeps nothing.
-
-A connection error retried by the client after the server ran the script reports that batch's
-events as duplicates: they are stored exactly once either way.
+Durability (the server runs with the AOF, ``recsys.runtime.redis_server``): Redis writes each
+command to the AOF, i.e. to the kernel, before it replies, so with ``appendfsync everysec`` an
+acknowledged append survives ``kill -9`` of redis-server; a power loss or kernel crash can drop
+the last ~1 s (fsynced once a second). ``always`` fsyncs before every reply and survives that
+too, at a throughput cost. (While a slow disk is still fsyncing, ``everysec`` may postpone the
+write by up to 2 s; on such disks use ``always``.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import json
 import time
 from collections import deque
@@ -57,25 +52,18 @@ from recsys.events.sqlite_log import dumps
 # KEYS: per record its seen key then its stream; ARGV: now_ms, window_ms, per record
 # ingest_ms and body. Returns the 0-based indices of the duplicates.
 APPEND = """
-local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local dups, batch = {}, {}
+local now, window, dups, batch = tonumber(ARGV[1]), tonumber(ARGV[2]), {}, {}
 for i = 1, #KEYS / 2 do
-  local seen, stream = KEYS[2 * i - 1], KEYS[2 * i]
-  local ttl = tonumber(ARGV[1 + 2 * i]) + window - now
-  local fresh
-  if batch[seen] then
-    fresh = false
-  elseif ttl >= 1 then
-    fresh = redis.call('SET', seen, ARGV[1 + 2 * i], 'NX', 'PX', ttl) ~= false
-  else
+  local seen, ingest = KEYS[2 * i - 1], ARGV[1 + 2 * i]
+  local ttl, fresh = tonumber(ingest) + window - now, false
+  if not batch[seen] and ttl >= 1 then
+    fresh = redis.call('SET', seen, ingest, 'NX', 'PX', ttl) ~= false
+  elseif not batch[seen] then
     fresh = redis.call('EXISTS', seen) == 0
   end
   batch[seen] = true
-  if fresh then
-    redis.call('XADD', stream, '*', 'r', ARGV[2 + 2 * i])
-  else
-    dups[#dups + 1] = i - 1
-  end
+  if fresh then redis.call('XADD', KEYS[2 * i], '*', 'r', ARGV[2 + 2 * i])
+  else dups[#dups + 1] = i - 1 end
 end
 return dups
 """
@@ -84,8 +72,7 @@ return dups
 DEAD_LETTER = """
 for i = 1, #ARGV, 3 do
   if ARGV[i] == '0' or redis.call('SADD', KEYS[2], ARGV[i + 1]) == 1 then
-    redis.call('LPUSH', KEYS[1], ARGV[i + 2])
-  end
+    redis.call('LPUSH', KEYS[1], ARGV[i + 2]) end
 end
 return 1
 """
@@ -145,11 +132,9 @@ class RedisEventLog:
         self._groups.add(consumer)
 
     def _entries(self, reply: Any) -> list[tuple[str, list[Entry]]]:
-        out = []
-        for stream, items in reply or []:
-            out.append((stream, [Entry((stream, entry_id), json.loads(fields["r"]))
-                                 for entry_id, fields in items if fields and "r" in fields]))
-        return out
+        """``XREADGROUP``'s reply as entries per stream (a deleted entry has no fields)."""
+        return [(stream, [Entry((stream, i), json.loads(f["r"])) for i, f in items if f])
+                for stream, items in reply or []]
 
     def _recover(self, consumer: str) -> list[Entry]:
         """This consumer's pending entries on every stream (delivered, never acknowledged), in
@@ -195,12 +180,9 @@ class RedisEventLog:
                     buffer.extend(heapq.merge(*per_stream, key=self._order))
                     if block is None or time.monotonic() >= deadline:
                         break
-            except redis.exceptions.ResponseError as err:
+            except redis.exceptions.RedisError as err:
                 if "NOGROUP" in str(err):  # the server lost its data: create them again
                     self._groups.discard(consumer)
-                self._recovered.discard(consumer)
-                raise
-            except redis.exceptions.RedisError:
                 self._recovered.discard(consumer)  # a lost reply may have delivered entries
                 raise
         out = [buffer.popleft() for _ in range(min(max(int(max_n), 0), len(buffer)))]
@@ -212,49 +194,40 @@ class RedisEventLog:
     def commit(self, consumer: str, entries: Sequence[Entry]) -> None:
         """``consumer`` has applied everything up to the last of ``entries`` on each of their
         streams (``XACK`` of those and of the earlier ones this process delivered)."""
-        if not entries:
-            return
-        last: dict[str, str] = {}
+        acks: dict[str, set[str]] = {}
         for stream, entry_id in (e.position for e in entries):
-            if stream not in last or stream_id(entry_id) > stream_id(last[stream]):
-                last[stream] = entry_id
-        acks: dict[str, set[str]] = {s: {e.position[1] for e in entries if e.position[0] == s}
-                                     for s in last}
-        for stream, top in last.items():
-            delivered = self._delivered.get((consumer, stream), deque())
-            acks[stream].update(i for i in delivered if stream_id(i) <= stream_id(top))
+            acks.setdefault(stream, set()).add(entry_id)
+        tops = {stream: max(map(stream_id, ids)) for stream, ids in acks.items()}
+        for stream, top in tops.items():
+            acks[stream].update(i for i in self._delivered.get((consumer, stream), ())
+                                if stream_id(i) <= top)
+        if not acks:
+            return
         with self._do("commit"):
             pipe = self._r.pipeline(transaction=False)
             for stream, ids in acks.items():
-                pipe.xack(stream, consumer, *sorted(ids, key=stream_id))
+                pipe.xack(stream, consumer, *ids)
             pipe.execute()
-        for stream, top in last.items():
+        for stream, top in tops.items():
             delivered = self._delivered.get((consumer, stream), deque())
-            while delivered and stream_id(delivered[0]) <= stream_id(top):
+            while delivered and stream_id(delivered[0]) <= top:
                 delivered.popleft()
 
     def scan(self, batch: int = 10_000) -> Iterator[list[Entry]]:
         """Every record, merged by ``(ingest_ms, partition, id)`` (module doc)."""
         batch = max(int(batch), 1)
         merged = heapq.merge(*(self._stream(s, batch) for s in self.streams), key=self._order)
-        chunk: list[Entry] = []
-        for entry in merged:
-            chunk.append(entry)
-            if len(chunk) == batch:
-                yield chunk
-                chunk = []
-        if chunk:
+        while chunk := list(itertools.islice(merged, batch)):
             yield chunk
 
-    def _stream(self, stream: str, page: int) -> Iterator[Entry]:
-        start = "-"
+    def _stream(self, stream: str, page: int, start: str = "-") -> Iterator[Entry]:
         while True:
             with self._do("scan"):
                 items = self._r.xrange(stream, start, "+", count=page)
             if not items:
                 return
             for entry_id, fields in items:
-                if fields and "r" in fields:
+                if fields:
                     yield Entry((stream, entry_id), json.loads(fields["r"]))
             start = "(" + items[-1][0]
 
@@ -264,8 +237,7 @@ class RedisEventLog:
         with self._do("lag"):
             pipe = self._r.pipeline(transaction=False)
             for stream in self.streams:
-                pipe.xlen(stream)
-                pipe.xinfo_groups(stream)
+                pipe.xlen(stream).xinfo_groups(stream)
             replies = pipe.execute(raise_on_error=False)
             total = 0
             for stream, length, groups in zip(self.streams, replies[::2], replies[1::2],
@@ -279,15 +251,10 @@ class RedisEventLog:
                     continue
                 undelivered = group.get("lag")
                 if undelivered is None:  # the server cannot tell (entries were deleted): count
-                    undelivered = sum(1 for _ in self._after(stream, group["last-delivered-id"]))
+                    undelivered = sum(1 for _ in self._stream(
+                        stream, RECOVER_COUNT, "(" + group["last-delivered-id"]))
                 total += int(undelivered) + int(group["pending"])
         return total
-
-    def _after(self, stream: str, entry_id: str) -> Iterator[str]:
-        start = "(" + entry_id
-        while items := self._r.xrange(stream, start, "+", count=RECOVER_COUNT):
-            yield from (i for i, _ in items)
-            start = "(" + items[-1][0]
 
     def count(self) -> int:
         with self._do("count"):

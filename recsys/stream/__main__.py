@@ -1,4 +1,4 @@
-"""Entry point: ``python -m recsys.stream [run|replay|backfill|status|dead-letters] [overrides]``."""
+"""Entry point: ``python -m recsys.stream [COMMAND] [overrides]`` (``recsys.stream.cli``)."""
 
 from __future__ import annotations
 
