@@ -193,6 +193,21 @@ class Router:
             return body
         return self.events.post(body)
 
+    @api.post("/v1/events/discard", status_code=202)
+    async def discard_events(self, request: Request) -> JSONResponse:
+        """The ingress floor (``serve.events.discard_endpoint``): key and body as for
+        ``/v1/events``, then dropped."""
+        if self.events is None or not self.events.cfg.discard_endpoint:
+            return error(404, "POST /v1/events/discard is off (serve.events.discard_endpoint)")
+        try:
+            self.events.authorize(request, "POST /v1/events/discard")
+        except AuthError as err:
+            return auth_error(err)
+        body = await self.events.body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        return JSONResponse({"accepted": 0, "duplicates": 0, "rejected": []}, status_code=202)
+
     @api.get("/v1/events/dead-letters")
     async def dead_letters(self, request: Request,
                            limit: Annotated[int, Query(ge=1, le=1000)] = 100,

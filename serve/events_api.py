@@ -27,6 +27,7 @@ from recsys.events.ingest import EVENTS, Ingest, schema_errors
 from recsys.events.log import LogUnavailable, open_log
 from recsys.events.settings import EventsConfig
 from recsys.events.store import open_store
+from serve import metrics
 from serve.auth import ApiKeys, AuthError, Role, authorize
 
 RETRY_AFTER_S = "1"
@@ -128,7 +129,9 @@ class EventsEndpoint:
         try:
             out = self.ingest.submit(parsed, rejected, items)
         except LogUnavailable as err:
+            metrics.EVENTS_UNAVAILABLE.inc()
             return unavailable(err)
+        metrics.observe_events(out.accepted, out.duplicates, (r.reason for r in out.rejected))
         body_out = {"accepted": out.accepted, "duplicates": out.duplicates,
                     "rejected": [r.as_dict() for r in out.rejected]}
         status = 422 if out.accepted == 0 and out.duplicates == 0 else 202

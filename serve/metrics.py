@@ -53,6 +53,11 @@ RANK_ROWS = Histogram("recsys_rank_batch_rows",
 TRITON_SCRAPE_FAILURES = Counter("recsys_triton_scrape_failures",
                                  "Scrapes of Triton's metrics port that failed or timed out",
                                  registry=REGISTRY)
+EVENTS = Counter("recsys_events", "Events posted to /v1/events, by outcome (accepted, "
+                 "duplicate, or the rejection reason)", ["outcome"], registry=REGISTRY)
+EVENTS_UNAVAILABLE = Counter("recsys_events_unavailable",
+                             "Batches answered 503 because the event log was down",
+                             registry=REGISTRY)
 # Triton's counter -> (our name, without the _total a counter's exposition adds; help)
 TRITON_COUNTERS = {
     "nv_inference_count": ("recsys_triton_inference_rows",
@@ -61,6 +66,15 @@ TRITON_COUNTERS = {
                                 "Model executions = batches (its nv_inference_exec_count)"),
 }
 TRITON_SCRAPE_TIMEOUT_S = 0.5
+
+
+def observe_events(accepted: int, duplicates: int, reasons: Iterable[str]) -> None:
+    if accepted:
+        EVENTS.labels("accepted").inc(accepted)
+    if duplicates:
+        EVENTS.labels("duplicate").inc(duplicates)
+    for reason in reasons:
+        EVENTS.labels(reason).inc()
 
 
 def observe(result: dict[str, Any], seconds: float) -> None:

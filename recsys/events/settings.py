@@ -68,3 +68,6 @@ class EventsConfig:
     processor_poll_ms: int = 20  # how long the processor waits for new events when idle
     title_refresh_s: float = 1.0  # how often a replica re-reads title popularity
     backfill: BackfillSource = BackfillSource.bundle
+    # POST /v1/events/discard: takes a batch as /v1/events does (key, size limit) and drops
+    # it, the ingress's floor for scripts/bench_events.py; off in production
+    discard_endpoint: bool = False
