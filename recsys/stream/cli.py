@@ -23,12 +23,8 @@ import sys
 import threading
 import time
 
-from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
-
 from recsys import RecsysError
-from recsys.config import CONFIG_DIR, compose_config
-from recsys.config.overrides import describe
+from recsys.config.compose import compose_or_refuse, plain
 from recsys.events.log import LogUnavailable, open_log
 from recsys.events.processor import StreamProcessor, replay
 from recsys.events.store import open_store
@@ -54,12 +50,8 @@ def main(argv: list[str]) -> int:
         limit = int(rest[at + 1]) if at + 1 < len(rest) and rest[at + 1].isdigit() else 20
         rest = rest[:at] + rest[at + 2:]
     try:
-        cfg = compose_config(rest)
-    except ConfigCompositionException as err:
-        print(f"error: {describe(err, rest, str(CONFIG_DIR), 'config')}", file=sys.stderr)
-        return 2
-    serve_cfg: ServeConfig = OmegaConf.to_object(cfg.serve)
-    try:
+        cfg = compose_or_refuse(rest)
+        serve_cfg: ServeConfig = plain(cfg.serve)
         return COMMAND_BODIES[command](cfg, serve_cfg, limit)
     except (RecsysError, LogUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -102,7 +94,7 @@ def backfill_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
     from recsys.data import load_dataset
     from recsys.events.backfill import backfill
 
-    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data = dict(plain(cfg.data))
     dataset = load_dataset(**data)
     event_log, store = backends(serve_cfg)
     frame = dataset.interactions
