@@ -31,9 +31,12 @@ def test_demo_starts_queries_every_surface_and_stops(served_artefacts):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for section in ("home, user", "search 'space adventure'", "post-play after",
-                    "home, a brand-new user", "(cold start)", "stack stopped"):
+                    "home, a brand-new user", "(cold start)", "POST /v1/events", "[202]",
+                    "after those plays", "stack stopped"):
         assert section in out, out[-3000:]
-    assert out.count("  1. ") == 5
+    assert out.count("  1. ") == 7
+    before, after = out.split("POST /v1/events")
+    assert "(cold start)" in before and "(cold start)" not in after  # the new user has plays
     # a quiet stop: Ray Serve's shutdown reports nothing as failed
     for stream in (proc.stdout, proc.stderr):
         assert "graceful_shutdown" not in stream and "failed" not in stream.lower(), stream
