@@ -5,7 +5,7 @@ PIP_EXTRA ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint doctor bench lock clean
+.PHONY: setup system-deps run test test-fast lint doctor bench lock clean
 
 # The venv is rebuilt only when the lock or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
@@ -16,10 +16,18 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
+## System packages the stack and the tests use: redis-server (the live-events log and store on
+## Redis). Installed only when missing, with sudo when not root and sudo exists.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq -o Dpkg::Use-Pty=0 redis-server >/dev/null; }
+
 ## Main job on the bundled ml-latest-small: train EASE, evaluate, print metrics and a top-10;
 ## then the two-stage ranker (published to outputs/artefacts), and the serving stack (Triton +
 ## Ray Serve) asked for every surface, for a sample user and a brand-new one, then stopped.
-run: setup
+run: setup system-deps
 	@echo "== 1/3 EASE on ml-latest-small"
 	@$(BIN)/python train.py
 	@echo "== 2/3 the two-stage ranker (published to outputs/artefacts)"
@@ -28,7 +36,7 @@ run: setup
 	@$(BIN)/python -m serve.demo serve.artefacts_root=outputs/artefacts
 
 ## The whole test suite (unit + integration with real Ray, Triton, wandb offline).
-test: setup lint
+test: setup system-deps lint
 	$(BIN)/python -m pytest -q --timeout=900
 
 test-fast: setup

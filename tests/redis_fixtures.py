@@ -24,7 +24,11 @@ def _serve(directory: Path) -> Iterator[RedisHandle]:
         try:
             handle = stack.enter_context(redis_server(directory))
         except RecsysError as err:  # missing, or would not start: the hint, not a skip
-            pytest.fail(str(err), pytrace=False)
+            failure = str(err)
+        else:
+            failure = None
+        if failure is not None:
+            pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
         yield handle
 
 

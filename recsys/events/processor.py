@@ -76,12 +76,16 @@ class StreamProcessor:
         records = [e.record for e in entries]
         on_time, late = split_late(records, self.cfg)
         now_ms = int(time.time() * 1000)
-        self.log.dead_letter([DeadLetter(
-            "late", f"timestamp: arrived {(r['ingest_ms'] - r['ts_ms']) / 1000:.0f} s after "
-            f"it happened (bound {self.cfg.lateness_s:.0f} s)", r, now_ms, str(r["event_id"]))
-            for r in late])
-        result = self.store.apply(on_time)
-        self.log.commit(self.consumer, entries)
+        try:
+            self.log.dead_letter([DeadLetter(
+                "late", f"timestamp: arrived {(r['ingest_ms'] - r['ts_ms']) / 1000:.0f} s "
+                f"after it happened (bound {self.cfg.lateness_s:.0f} s)", r, now_ms,
+                str(r["event_id"])) for r in late])
+            result = self.store.apply(on_time)
+            self.log.commit(self.consumer, entries)
+        except BaseException:
+            self.log.rewind(self.consumer)  # this batch again next time, never skipped
+            raise
         done_ms = time.time() * 1000
         s = self.stats
         s.applied += result.applied

@@ -81,7 +81,8 @@ MAX_BLOCK_MS = int(SOCKET_TIMEOUT_S * 1000) - 1000  # a block must end before th
 
 
 class RedisEventLog:
-    """``EventLog`` on the Redis at ``cfg.redis_url`` (module doc)."""
+    """``EventLog`` on the Redis at ``cfg.redis_url`` (module doc). Any thread may append;
+    one consumer reads and commits from one thread at a time."""
 
     def __init__(self, cfg: EventsConfig) -> None:
         self.cfg = cfg
@@ -96,7 +97,6 @@ class RedisEventLog:
         self._groups: set[str] = set()  # consumers whose groups exist on every stream
         self._recovered: set[str] = set()  # consumers that took back their pending entries
         self._buffer: dict[str, deque[Entry]] = {}  # delivered by the server, not yet returned
-        self._delivered: dict[tuple[str, str], deque[str]] = {}  # (consumer, stream) -> ids
 
     def _do(self, what: str) -> contextlib.AbstractContextManager[None]:
         return translated(self.url, what)
@@ -185,22 +185,20 @@ class RedisEventLog:
                     self._groups.discard(consumer)
                 self._recovered.discard(consumer)  # a lost reply may have delivered entries
                 raise
-        out = [buffer.popleft() for _ in range(min(max(int(max_n), 0), len(buffer)))]
-        for entry in out:
-            self._delivered.setdefault((consumer, entry.position[0]), deque()).append(
-                entry.position[1])
-        return out
+        return [buffer.popleft() for _ in range(min(max(int(max_n), 0), len(buffer)))]
+
+    def rewind(self, consumer: str) -> None:
+        """Its pending entries (delivered, not committed) come first again at the next read."""
+        self._recovered.discard(consumer)
 
     def commit(self, consumer: str, entries: Sequence[Entry]) -> None:
-        """``consumer`` has applied everything up to the last of ``entries`` on each of their
-        streams (``XACK`` of those and of the earlier ones this process delivered)."""
-        acks: dict[str, set[str]] = {}
+        """``consumer`` has applied ``entries``: ``XACK``. Exactly these, where SQLite's offset
+        also covers every earlier record: an entry delivered and never committed (its batch
+        failed to apply) stays pending and comes back after a restart instead of being skipped.
+        """
+        acks: dict[str, list[str]] = {}
         for stream, entry_id in (e.position for e in entries):
-            acks.setdefault(stream, set()).add(entry_id)
-        tops = {stream: max(map(stream_id, ids)) for stream, ids in acks.items()}
-        for stream, top in tops.items():
-            acks[stream].update(i for i in self._delivered.get((consumer, stream), ())
-                                if stream_id(i) <= top)
+            acks.setdefault(stream, []).append(entry_id)
         if not acks:
             return
         with self._do("commit"):
@@ -208,10 +206,6 @@ class RedisEventLog:
             for stream, ids in acks.items():
                 pipe.xack(stream, consumer, *ids)
             pipe.execute()
-        for stream, top in tops.items():
-            delivered = self._delivered.get((consumer, stream), deque())
-            while delivered and stream_id(delivered[0]) <= top:
-                delivered.popleft()
 
     def scan(self, batch: int = 10_000) -> Iterator[list[Entry]]:
         """Every record, merged by ``(ingest_ms, partition, id)`` (module doc)."""

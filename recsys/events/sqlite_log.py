@@ -88,9 +88,12 @@ class SqliteEventLog:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                recent = {row[0] for row in conn.execute(
-                    f"SELECT event_id FROM seen WHERE ingest_ms >= ? AND event_id IN "
-                    f"({','.join('?' * len(set(ids)))})", (window_start, *set(ids)))}
+                unique = sorted(set(ids))
+                recent = {row[0] for start in range(0, len(unique), 900)
+                          for row in conn.execute(
+                              "SELECT event_id FROM seen WHERE ingest_ms >= ? AND event_id IN "
+                              f"({','.join('?' * len(unique[start:start + 900]))})",
+                              (window_start, *unique[start:start + 900]))}
                 fresh, duplicates, taken = [], [], set(recent)
                 for i, (event_id, record) in enumerate(zip(ids, records, strict=True)):
                     if event_id in taken:
@@ -142,6 +145,10 @@ class SqliteEventLog:
             self._conn.execute(
                 "INSERT INTO offsets VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET "
                 "seq = max(seq, excluded.seq)", (consumer, last))
+
+    def rewind(self, consumer: str) -> None:
+        with self._lock:
+            self._cursor.pop(consumer, None)
 
     def scan(self, batch: int = 10_000) -> Iterator[list[Entry]]:
         """Every record, in log order (replay)."""

@@ -46,8 +46,14 @@ CREATE INDEX IF NOT EXISTS title_hours_by_hour ON title_hours (hour);
 CREATE TABLE IF NOT EXISTS added_titles (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id INTEGER UNIQUE NOT NULL, body TEXT NOT NULL);
 """
+SQL_VARIABLES = 900  # under the 999 host parameters of the oldest SQLite builds
 TITLE_COLUMNS = "events, plays, completes, rating_sum, rating_n, pop_ref_ms, pop"
 HISTORY_COLUMNS = "ts_ms, event_id, item_id, kind, value, watch_fraction"
+
+
+def chunks(values: list, size: int = SQL_VARIABLES) -> list[list]:
+    """``values`` in pieces an ``IN (?, ...)`` list can hold on any SQLite build."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 class SqliteFeatureStore:
@@ -73,9 +79,10 @@ class SqliteFeatureStore:
             try:
                 fresh = self._fresh(records)
                 items = sorted({int(r["item_id"]) for r in fresh if "item_id" in r})
-                current = {row[0]: TitleRow(*row[1:]) for row in conn.execute(
-                    f"SELECT item_id, {TITLE_COLUMNS} FROM titles WHERE item_id IN "
-                    f"({','.join('?' * len(items))})", items)}
+                current = {row[0]: TitleRow(*row[1:]) for part in chunks(items)
+                           for row in conn.execute(
+                               f"SELECT item_id, {TITLE_COLUMNS} FROM titles WHERE item_id IN "
+                               f"({','.join('?' * len(part))})", part)}
                 plan = plan_batch(fresh, current, self.cfg)
                 conn.executemany("INSERT OR REPLACE INTO applied VALUES (?, ?)",
                                  [(str(r["event_id"]), int(r["ingest_ms"])) for r in fresh])
@@ -102,9 +109,11 @@ class SqliteFeatureStore:
     def _fresh(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records not applied before (``is_duplicate``), first occurrence in the batch."""
         ids = sorted({str(r["event_id"]) for r in records})
-        seen: dict[str, int] = dict(self._conn.execute(
-            f"SELECT event_id, ingest_ms FROM applied WHERE event_id IN "
-            f"({','.join('?' * len(ids))})", ids).fetchall())
+        seen: dict[str, int] = {}
+        for part in chunks(ids):
+            seen.update(self._conn.execute(
+                f"SELECT event_id, ingest_ms FROM applied WHERE event_id IN "
+                f"({','.join('?' * len(part))})", part).fetchall())
         fresh = []
         for r in records:
             event_id, ingest = str(r["event_id"]), int(r["ingest_ms"])
@@ -165,9 +174,10 @@ class SqliteFeatureStore:
                                      ((now_ms - 168 * HOUR_MS) // HOUR_MS,)).fetchall()
             finally:
                 conn.execute("COMMIT")
-        table = np.array(rows, np.float64).reshape(-1, 8)
-        return title_features(table[:, 0].astype(np.int64), table[:, 1:], np.array(hours),
-                              now_ms, self.cfg)
+        ids = np.array([r[0] for r in rows], np.int64)  # int64 ids: never through a float
+        table = np.array([r[1:] for r in rows], np.float64).reshape(len(rows), -1)
+        return title_features(ids, table, np.array(hours, np.int64).reshape(-1, 3), now_ms,
+                              self.cfg)
 
     def added_titles(self, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
         with self._lock:

@@ -238,3 +238,34 @@ def test_replay_equals_the_live_store_and_offline_features_equal_online(live):
         assert getattr(off, name).tolist() == getattr(on, name).tolist(), name
     np.testing.assert_allclose(on.popularity, off.popularity, rtol=1e-12)
     np.testing.assert_allclose(on.completion_rate, off.completion_rate, rtol=1e-12)
+
+
+def test_a_batch_that_fails_to_apply_is_delivered_again_not_skipped(live):
+    cfg, event_log, store = live
+    Ingest(event_log, cfg, lambda i: True, (0.5, 5.0))([play(f"f{j}", ts=time.time())
+                                                         for j in range(20)])
+    processor = StreamProcessor(event_log, store, cfg)
+    real_apply, calls = store.apply, []
+
+    def flaky(records):
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise OSError("disk went away")
+        return real_apply(records)
+
+    store.apply = flaky
+    with pytest.raises(OSError):
+        processor.step()
+    processor.drain()
+    assert store.user_version(7) == 20 and processor.stats.applied == 20
+
+
+def test_title_ids_beyond_float_precision_come_back_exactly(live):
+    cfg, event_log, store = live
+    big = 2**62 + 1  # not a float64: 2**62 + 1 rounds to 2**62
+    now_ms = int(time.time() * 1000)
+    store.apply([{"event_id": "b", "type": "play", "user_id": 1, "item_id": big,
+                  "ts_ms": now_ms - 1000, "watch_fraction": 1.0, "ingest_ms": now_ms,
+                  "origin": "api"}])
+    features = store.title_features(now_ms)
+    assert features.item_id.tolist() == [big] and features.count_1h.tolist() == [1]
