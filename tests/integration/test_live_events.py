@@ -1,5 +1,5 @@
-"""Live events through the real stack (Triton off: the ONNX ranker in the replicas; SQLite
-backend; two recommender replicas): write keys, the batch contract and its limits,
+"""Live events through the real stack, once per backend (SQLite; Redis, started by the stack)
+with the ONNX ranker in two recommender replicas: write keys, the batch contract and its limits,
 read-your-writes on every replica, titles through the log on every replica and after a replica
 is killed, and kill -9 of the stream processor and of the router that took the write with
 every acknowledged event applied exactly once."""
@@ -22,13 +22,14 @@ W = {"Authorization": f"Bearer {WRITE_KEY}"}
 FRESH_USERS = 5 * 10**9  # ids no dataset uses: their whole history is what a test posts
 
 
-@pytest.fixture(scope="module")
-def stack(served_artefacts, api_keys):
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def stack(request, served_artefacts, api_keys):
     from serve.stack import running_stack
 
     cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.port=0",
                           "serve.ranker=onnx", "serve.pipeline.num_replicas=2",
-                          "serve.pipeline.num_cpus=0.5", "serve.router.num_cpus=0.5"])
+                          "serve.pipeline.num_cpus=0.5", "serve.router.num_cpus=0.5",
+                          f"serve.events.backend={request.param}"])
     with running_stack(cfg.serve) as running, httpx.Client(base_url=running.url,
                                                            timeout=30) as client:
         yield running, client
