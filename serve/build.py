@@ -41,22 +41,24 @@ def live_request_path(cfg: ServeConfig, bundle: ServingBundle, ranker: RankerBac
     ``OnlineTrending`` in place of the trained trending source, ``CatalogSync`` for titles."""
     from recsys.events.store import open_store
     from recsys.serving.catalog_sync import CatalogSync
+    from recsys.serving.live_titles import LiveTitles
     from recsys.serving.live_users import LiveUserStore
     from recsys.serving.online_trending import OnlineTrending
 
     store = open_store(cfg.events, str(cfg.live_folder()))
-    box: dict[str, RequestPath] = {}
-    sources = bundle.generator.sources
+    sources, trending = bundle.generator.sources, []
     for name, spec in list(sources.items()):
         if isinstance(spec.source, Trending):
-            sources[name] = dataclasses.replace(spec, source=OnlineTrending(
-                spec.source, store, lambda: box["path"].live.item_index,
-                cfg.events.title_refresh_s))
+            trending.append(OnlineTrending(spec.source))
+            sources[name] = dataclasses.replace(spec, source=trending[-1])
     users = LiveUserStore(store, bundle.user_ids, limit=max(cfg.user_row_cache, 1))
-    path = box["path"] = RequestPath(bundle, users, ranker, cfg)
+    path = RequestPath(bundle, users, ranker, cfg)
     path.catalog_sync = CatalogSync(path, store)
     path.catalog_sync.sync()
     path.catalog_sync.start()
+    path.live_titles = LiveTitles(path, store, trending, cfg.events.title_refresh_s)
+    path.live_titles.refresh()
+    path.live_titles.start()
     return path
 
 

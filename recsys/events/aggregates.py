@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -106,16 +106,20 @@ class TitleRow:
     rating_n: int = 0
     pop_ref_ms: int = 0
     pop: float = 0.0
+    engaged: int = 0  # the ranker's label: rated >= engaged_rating, or a completed play
 
     def add(self, record: dict[str, Any], cfg: EventsConfig) -> None:
         kind, t = record["type"], int(record["ts_ms"])
         self.events += 1
         if kind == "play":
             self.plays += 1
-            self.completes += int(record.get("watch_fraction", 0.0) >= cfg.watch_complete)
+            complete = int(record.get("watch_fraction", 0.0) >= cfg.watch_complete)
+            self.completes += complete
+            self.engaged += complete
         elif kind == "rating":
             self.rating_sum += float(record["value"])
             self.rating_n += 1
+            self.engaged += int(float(record["value"]) >= cfg.engaged_rating)
         half_life_ms = cfg.popularity_half_life_days * DAY_MS
         if self.pop == 0.0:
             self.pop_ref_ms, self.pop = t, 1.0
@@ -175,14 +179,23 @@ class TitleFeatures:
     count_7d: np.ndarray
     plays: np.ndarray
     completion_rate: np.ndarray
+    # the ranker's item activity inputs (``recsys.ranking.activity``): all-time counts
+    events: np.ndarray
+    engaged: np.ndarray
+    rating_sum: np.ndarray
+    rating_n: np.ndarray
+
+
+N_TITLE_FIELDS = len(fields(TitleRow))
 
 
 def title_features(item_id: np.ndarray, rows: np.ndarray, hours: np.ndarray, now_ms: int,
                    cfg: EventsConfig) -> TitleFeatures:
-    """``rows``: (n, 7) TitleRow fields per ``item_id``; ``hours``: (m, 3) ``item, hour, n``."""
+    """``rows``: (n, N_TITLE_FIELDS) TitleRow fields per ``item_id``; ``hours``: (m, 3)
+    ``item, hour, n``."""
     half_life_ms = cfg.popularity_half_life_days * DAY_MS
     item_id = np.asarray(item_id, np.int64)
-    rows = np.asarray(rows, np.float64).reshape(-1, 7)
+    rows = np.asarray(rows, np.float64).reshape(-1, N_TITLE_FIELDS)
     ref, pop = rows[:, 5], rows[:, 6]
     popularity = pop * np.power(0.5, (now_ms - ref) / half_life_ms)
     pos = {int(i): j for j, i in enumerate(item_id.tolist())}
@@ -197,4 +210,6 @@ def title_features(item_id: np.ndarray, rows: np.ndarray, hours: np.ndarray, now
                                   minlength=len(item_id)).astype(np.int64))
     plays = rows[:, 1].astype(np.int64)
     completion = np.where(plays > 0, rows[:, 2] / np.maximum(plays, 1), 0.0)
-    return TitleFeatures(item_id, popularity, *counts, plays, completion)
+    return TitleFeatures(item_id, popularity, *counts, plays, completion,
+                         rows[:, 0].astype(np.int64), rows[:, 7].astype(np.int64), rows[:, 3],
+                         rows[:, 4].astype(np.int64))

@@ -31,6 +31,7 @@ import redis
 
 from recsys.events.aggregates import (
     HOUR_MS,
+    N_TITLE_FIELDS,
     BatchPlan,
     TitleFeatures,
     TitleRow,
@@ -197,7 +198,8 @@ class RedisFeatureStore:
                 tx.hgetall(self._k("hour", hour))
             titles, *buckets = tx.execute()
         items = sorted(int(i) for i in titles)
-        table = np.array([json.loads(titles[str(i)]) for i in items], np.float64).reshape(-1, 7)
+        table = np.array([json.loads(titles[str(i)]) for i in items], np.float64).reshape(
+            -1, N_TITLE_FIELDS)
         counts = np.array([(int(i), hour, int(n)) for hour, bucket in zip(hours, buckets,
                                                                           strict=True)
                            for i, n in bucket.items()], np.int64).reshape(-1, 3)

@@ -61,6 +61,10 @@ class EventsConfig:
     binge_plays: int = 2
     binge_window_s: float = 10_800.0
     watch_complete: float = 0.7  # a play with watch_fraction >= this completed the title
+    # a rating >= this engaged: with watch_complete, the ranker's label
+    # (ranker.features.rating_threshold / watch_threshold); a replica whose ranker was fitted
+    # with other thresholds keeps the trained item activity columns (recsys/serving/live_titles.py)
+    engaged_rating: float = 4.0
     popularity_half_life_days: float = 1.0  # trending's decay (title popularity online)
     recent_genres: int = 3  # the user's top genres over their last recent_plays plays
     recent_plays: int = 20

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS history (user_id INTEGER NOT NULL, ts_ms INTEGER NOT 
 CREATE INDEX IF NOT EXISTS history_by_user ON history (user_id);
 CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS titles (item_id INTEGER PRIMARY KEY, events INTEGER, plays INTEGER,
-    completes INTEGER, rating_sum REAL, rating_n INTEGER, pop_ref_ms INTEGER, pop REAL);
+    completes INTEGER, rating_sum REAL, rating_n INTEGER, pop_ref_ms INTEGER, pop REAL,
+    engaged INTEGER);
 CREATE TABLE IF NOT EXISTS title_hours (item_id INTEGER NOT NULL, hour INTEGER NOT NULL,
     n INTEGER NOT NULL, PRIMARY KEY (item_id, hour)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS title_hours_by_hour ON title_hours (hour);
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS added_titles (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id INTEGER UNIQUE NOT NULL, body TEXT NOT NULL);
 """
 SQL_VARIABLES = 900  # under the 999 host parameters of the oldest SQLite builds
-TITLE_COLUMNS = "events, plays, completes, rating_sum, rating_n, pop_ref_ms, pop"
+TITLE_COLUMNS = "events, plays, completes, rating_sum, rating_n, pop_ref_ms, pop, engaged"
+QMARKS_TITLES = ", ".join("?" * (1 + len(TITLE_COLUMNS.split(","))))
 HISTORY_COLUMNS = "ts_ms, event_id, item_id, kind, value, watch_fraction"
 
 
@@ -57,9 +59,12 @@ def chunks(values: list, size: int = SQL_VARIABLES) -> list[list]:
 
 
 class SqliteFeatureStore:
-    """``FeatureStore`` in ``<folder>/features.db`` (``cfg.path`` wins over ``folder``)."""
+    """``FeatureStore`` in ``<folder>/features.db`` (``cfg.path`` wins over ``folder``);
+    ``rebuild``: a store in another version's layout is emptied (for a replay) instead of
+    refused."""
 
-    def __init__(self, cfg: EventsConfig, folder: str | None = None) -> None:
+    def __init__(self, cfg: EventsConfig, folder: str | None = None, rebuild: bool = False
+                 ) -> None:
         root = cfg.path or folder
         if not root:
             raise RecsysError("serve.events.path is not set: the folder for the SQLite event "
@@ -69,6 +74,13 @@ class SqliteFeatureStore:
         self._conn = connect(self.path, str(cfg.sqlite_sync))
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
+        columns = [r[1] for r in self._conn.execute("PRAGMA table_info(titles)")]
+        if columns != ["item_id", *TITLE_COLUMNS.split(", ")] and rebuild:
+            self.clear()  # a replay refills it
+        elif columns != ["item_id", *TITLE_COLUMNS.split(", ")]:
+            raise RecsysError(f"{self.path} was written by another version of recsys; rebuild "
+                              f"it from the log: python -m recsys.stream replay (with the same "
+                              f"serve.events settings)")
 
     def apply(self, records: Sequence[dict[str, Any]]) -> Applied:
         if not records:
@@ -91,7 +103,7 @@ class SqliteFeatureStore:
                 conn.executemany(
                     "INSERT INTO users VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET "
                     "version = version + excluded.version", list(plan.versions.items()))
-                conn.executemany("INSERT OR REPLACE INTO titles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                conn.executemany(f"INSERT OR REPLACE INTO titles VALUES ({QMARKS_TITLES})",
                                  [(item, *vars(row).values()) for item, row in plan.titles.items()])
                 conn.executemany(
                     "INSERT INTO title_hours VALUES (?, ?, ?) ON CONFLICT (item_id, hour) "
@@ -200,11 +212,12 @@ class SqliteFeatureStore:
             }
 
     def clear(self) -> None:
+        """Empty, in this version's layout (so a replay also upgrades an older store)."""
         with self._lock:
-            self._conn.executescript("BEGIN IMMEDIATE; DELETE FROM applied; DELETE FROM history;"
-                                     "DELETE FROM users; DELETE FROM titles; "
-                                     "DELETE FROM title_hours; DELETE FROM added_titles; "
-                                     "COMMIT;")
+            self._conn.executescript("BEGIN IMMEDIATE; DROP TABLE applied; DROP TABLE history;"
+                                     "DROP TABLE users; DROP TABLE titles; "
+                                     "DROP TABLE title_hours; DROP TABLE added_titles; "
+                                     "COMMIT;" + SCHEMA)
 
     def ping(self) -> None:
         with self._lock:

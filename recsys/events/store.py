@@ -46,15 +46,17 @@ class FeatureStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(cfg: EventsConfig, folder: str | None = None) -> FeatureStore:
-    """The configured backend's store (``folder`` as for ``open_log``)."""
+def open_store(cfg: EventsConfig, folder: str | None = None, rebuild: bool = False
+               ) -> FeatureStore:
+    """The configured backend's store (``folder`` as for ``open_log``); ``rebuild``: for a
+    replay, which empties it anyway (an older layout is then no error)."""
     if cfg.backend == Backend.redis:
         from recsys.events.redis_store import RedisFeatureStore
 
         return RedisFeatureStore(cfg)
     from recsys.events.sqlite_store import SqliteFeatureStore
 
-    return SqliteFeatureStore(cfg, folder)
+    return SqliteFeatureStore(cfg, folder, rebuild)
 
 
 def is_duplicate(previous_ingest_ms: int | None, ingest_ms: int, cfg: EventsConfig) -> bool:

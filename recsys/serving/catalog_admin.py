@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_lock = threading.Lock()  # one catalog change at a time; requests take no lock
+lock = threading.Lock()  # one catalog change at a time; requests take no lock
 
 
 def add_titles(path: RequestPath, items: pd.DataFrame) -> np.ndarray:
@@ -38,7 +38,7 @@ def add_titles(path: RequestPath, items: pd.DataFrame) -> np.ndarray:
 
     ``items``: catalog rows with the bundle's columns (``item_id``, new, and ``title``
     required; missing columns are unknown values)."""
-    with _lock:
+    with lock:
         before = path.live
         rows = checked_rows(before, items)
         embedders = title_embedders(path)

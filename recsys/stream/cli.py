@@ -3,7 +3,8 @@ the operator's tools for the log and the store.
 
     run            apply the log to the store until Ctrl-C (what the serving stack runs as a
                    Ray actor; run this instead when the processor lives elsewhere)
-    replay         rebuild the store from the whole log (it then equals the live store)
+    replay         rebuild the store from the whole log (it then equals the live store); readers
+                   see it refill, so stop the stack's processor first
     backfill       load a dataset's interactions into the log (``data=ml-1m data.root=...``),
                    then apply them
     status         the log's size, the processor's lag, dead letters
@@ -58,9 +59,9 @@ def main(argv: list[str]) -> int:
         return 2
 
 
-def backends(serve_cfg: ServeConfig):
+def backends(serve_cfg: ServeConfig, rebuild: bool = False):
     folder = str(serve_cfg.live_folder())
-    return open_log(serve_cfg.events, folder), open_store(serve_cfg.events, folder)
+    return open_log(serve_cfg.events, folder), open_store(serve_cfg.events, folder, rebuild)
 
 
 def run(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
@@ -83,7 +84,7 @@ def run(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
 
 
 def replay_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
-    event_log, store = backends(serve_cfg)
+    event_log, store = backends(serve_cfg, rebuild=True)
     started = time.perf_counter()
     n = replay(event_log, store, serve_cfg.events)
     print(f"replayed {n} records into the store in {time.perf_counter() - started:.1f} s")
