@@ -40,7 +40,7 @@ from recsys.events.log import LogUnavailable
 from recsys.events.records import title_record
 from recsys.serving.settings import DeploymentConfig
 from serve import metrics
-from serve.auth import AuthError
+from serve.auth import ApiKeys, AuthError, Role, authorize
 from serve.events_api import EventsEndpoint, auth_error, error, unavailable
 from serve.http_errors import route_messages, status_and_detail, validation_messages
 from serve.recommender import Recommender
@@ -120,15 +120,28 @@ class Router:
     events off)."""
 
     def __init__(self, recommender, triton_metrics_url: str | None = None,
-                 events: tuple | None = None) -> None:
+                 events: tuple | None = None, keys: ApiKeys | None = None,
+                 read_needs_key: bool = False) -> None:
         self.recommender = (InProcess(*recommender) if isinstance(recommender, tuple)
                             else recommender)
         self.triton_metrics_url = triton_metrics_url  # None: no Triton lines in /metrics
-        self.events = EventsEndpoint(*events) if events is not None else None
+        self.keys = keys if keys is not None else ApiKeys()  # none: every write refused
+        self.read_needs_key = read_needs_key
+        self.events = EventsEndpoint(*events, self.keys) if events is not None else None
+
+    def refused(self, request: Request, role: Role, endpoint: str) -> JSONResponse | None:
+        """The 401 / 403 for a request without the key ``role`` needs, or None."""
+        try:
+            authorize(self.keys, request.headers, role, endpoint=endpoint,
+                      read_needs_key=self.read_needs_key)
+        except AuthError as err:
+            return auth_error(err)
+        return None
 
     @api.get("/v1/recommendations", response_model=RecommendationResponse)
     async def recommendations(
         self,
+        request: Request,
         user_id: Annotated[str, Query(description="raw user id; unknown = cold start")],
         surface: Annotated[str, Query(description="home | search | post_play")] = "home",
         n: Annotated[int, Query(description="titles to return, 1..100")] = 20,
@@ -141,6 +154,8 @@ class Router:
         exclude: Annotated[list[str] | None, Query(description="item ids to leave out")] = None,
     ) -> RecommendationResponse:
         start = time.perf_counter()
+        if self.read_needs_key and (no := self.refused(request, Role.read, "recommendations")):
+            return no
         try:
             q = RecommendationQuery(user_id=user_id, surface=surface, n=n, query=query,
                                     item_id=item_id, region=region, max_maturity=max_maturity,
@@ -151,9 +166,12 @@ class Router:
         return self._respond(out, start)
 
     @api.get("/v1/items/{item_id}/similar", response_model=RecommendationResponse)
-    async def similar(self, item_id: Annotated[str, Path(description="raw title id")],
+    async def similar(self, request: Request,
+                      item_id: Annotated[str, Path(description="raw title id")],
                       n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> RecommendationResponse:
         start = time.perf_counter()
+        if self.read_needs_key and (no := self.refused(request, Role.read, "similar")):
+            return no
         try:
             title = QUERY_ID.validate_python(item_id)
         except ValidationError as err:
@@ -184,10 +202,8 @@ class Router:
         (``serve/events_api.py`` for every status)."""
         if self.events is None:
             return error(404, "live events are off on this server (serve.events.enabled)")
-        try:
-            self.events.authorize(request, "POST /v1/events")
-        except AuthError as err:
-            return auth_error(err)
+        if no := self.refused(request, Role.write, "POST /v1/events"):
+            return no
         body = await self.events.body(request)
         if isinstance(body, JSONResponse):
             return body
@@ -199,10 +215,8 @@ class Router:
         ``/v1/events``, then dropped."""
         if self.events is None or not self.events.cfg.discard_endpoint:
             return error(404, "POST /v1/events/discard is off (serve.events.discard_endpoint)")
-        try:
-            self.events.authorize(request, "POST /v1/events/discard")
-        except AuthError as err:
-            return auth_error(err)
+        if no := self.refused(request, Role.write, "POST /v1/events/discard"):
+            return no
         body = await self.events.body(request)
         if isinstance(body, JSONResponse):
             return body
@@ -216,9 +230,7 @@ class Router:
         if self.events is None:
             return error(404, "live events are off on this server (serve.events.enabled)")
         try:
-            from serve.auth import Role, authorize
-
-            authorize(self.events.keys, request.headers, Role.read,
+            authorize(self.keys, request.headers, Role.read,
                       endpoint="GET /v1/events/dead-letters", read_needs_key=True)
             log = self.events.log
             letters = log.dead_letters(limit, offset)
@@ -240,11 +252,8 @@ class Router:
         """Admin: add titles to the catalog, reachable through content similarity (search,
         post-play) at once on the replica that answers and within a second on the others
         (module doc); a title id the catalog has is a 409."""
-        if self.events is not None:
-            try:
-                self.events.authorize(request, "POST /v1/items")
-            except AuthError as err:
-                return auth_error(err)
+        if no := self.refused(request, Role.write, "POST /v1/items"):
+            return no
         try:
             titles = NEW_TITLES.validate_python(items)
         except ValidationError as err:

@@ -28,7 +28,7 @@ from recsys.events.log import LogUnavailable, open_log
 from recsys.events.settings import EventsConfig
 from recsys.events.store import open_store
 from serve import metrics
-from serve.auth import ApiKeys, AuthError, Role, authorize
+from serve.auth import ApiKeys, AuthError
 
 RETRY_AFTER_S = "1"
 KNOWN_REFRESH_S = 0.5  # an unknown title id re-reads the store's added titles at most this often
@@ -87,9 +87,6 @@ class EventsEndpoint:
         self.store = open_store(cfg, folder)
         self.known = KnownTitles(bundle_dir, self.store)
         self.ingest = Ingest(self.log, cfg, self.known.__contains__, rating_scale(bundle_dir))
-
-    def authorize(self, request: Request, endpoint: str) -> None:
-        authorize(self.keys, request.headers, Role.write, endpoint=endpoint)
 
     async def body(self, request: Request) -> bytes | JSONResponse:
         """The request body within ``max_batch_bytes`` (a 413 naming the limit otherwise)."""

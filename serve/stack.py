@@ -75,6 +75,7 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
         triton = None
         if cfg.ranker == RankerKind.triton:
             triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
+        keys = api_keys()
         live = None
         if cfg.events.enabled:
             cfg, live = stack.enter_context(live_events(cfg, path))
@@ -87,19 +88,20 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
             stack.callback(stop_actor, processor)
         serve.start(http_options={"host": cfg.host, "port": port})
         stack.callback(stop_serve)
-        events_args = (None if live is None
-                       else (cfg.events, str(live.folder), path, live.keys))
+        events_args = None if live is None else (cfg.events, str(live.folder), path)
+        auth = (keys, cfg.read_needs_key)
         recommender_args = (cfg, version, triton.grpc_url if triton else None)
         triton_metrics = triton.metrics_url if triton else None
         if cfg.topology == Topology.fused:  # the router replica runs the request path
             options = {**deployment_options(cfg.pipeline),
                        "logging_config": {"enable_access_log": cfg.router.access_log}}
-            app = Router.options(**options).bind(recommender_args, triton_metrics, events_args)
+            app = Router.options(**options).bind(recommender_args, triton_metrics, events_args,
+                                                 *auth)
         else:
             recommender = Recommender.options(**deployment_options(cfg.pipeline)).bind(
                 *recommender_args)
             app = Router.options(**deployment_options(cfg.router)).bind(
-                recommender, triton_metrics, events_args)
+                recommender, triton_metrics, events_args, *auth)
         serve.run(app, name="recsys", route_prefix="/", blocking=False)
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
@@ -111,24 +113,32 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
 @dataclass
 class Live:
     folder: Path
-    keys: Any  # serve.auth.ApiKeys
     redis: Any = None
+
+
+def api_keys() -> Any:
+    """The write (and read) keys from the environment, read once here: a malformed entry stops
+    the stack in one sentence, and the replicas get digests only (``serve/auth.py``)."""
+    from serve.auth import ENV_FILE, ENV_KEYS, ApiKeys
+
+    keys = ApiKeys.from_environment()
+    if not keys.configured:
+        log.warning("no API keys configured: POST /v1/events and /v1/items answer 401 until "
+                    "%s or %s is set", ENV_KEYS, ENV_FILE)
+    return keys
 
 
 @contextlib.contextmanager
 def live_events(cfg: ServeConfig, bundle_dir: Path) -> Iterator[tuple[ServeConfig, Live]]:
-    """What live events need before the replicas start: the API keys (a malformed one stops
-    the stack here, in one sentence), Redis when ``serve.events.backend=redis`` names no
-    server, and a store that holds the history: an empty log is backfilled from the bundle's
-    training events (``serve.events.backfill``) and applied."""
+    """What live events need before the replicas start: Redis when
+    ``serve.events.backend=redis`` names no server, and a store that holds the history: an
+    empty log is backfilled from the bundle's training events (``serve.events.backfill``) and
+    applied."""
     from recsys.events.backfill import backfill, bundle_interactions
     from recsys.events.log import open_log
     from recsys.events.processor import StreamProcessor
     from recsys.events.settings import Backend, BackfillSource
     from recsys.events.store import open_store
-    from serve.auth import ApiKeys
-
-    keys = ApiKeys.from_environment()
     folder = cfg.live_folder()
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -155,7 +165,7 @@ def live_events(cfg: ServeConfig, bundle_dir: Path) -> Iterator[tuple[ServeConfi
         finally:
             event_log.close()
             store.close()
-        yield cfg, Live(folder, keys, redis)
+        yield cfg, Live(folder, redis)
 
 
 def stop_actor(actor: Any) -> None:

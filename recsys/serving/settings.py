@@ -137,6 +137,9 @@ class ServeConfig:
     # (benchmarks/serving.md). Its stats and metrics ports bind every interface (Ray's
     # template): for hosts behind a firewall
     ingress: Ingress = Ingress.proxy
+    # GET /v1/recommendations and /v1/items/{id}/similar need a read (or write) key too; off:
+    # reads are open, writes always need a write key (serve/auth.py)
+    read_needs_key: bool = False
     # live events: POST /v1/events -> the log -> the stream processor -> the shared store that
     # every replica reads (recsys/events/settings.py); serve.events.backend=sqlite|redis
     events: EventsConfig = field(default_factory=EventsConfig)

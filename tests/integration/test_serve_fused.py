@@ -6,7 +6,7 @@ front of replicas that serve HTTP themselves)."""
 import httpx
 import pytest
 
-from tests.integration.conftest import WRITE_KEY, compose_config
+from tests.integration.conftest import READ_KEY, WRITE_KEY, compose_config
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,16 @@ def test_haproxy_ingress_serves_the_api_on_the_configured_port_and_stops(served_
     from serve.stack import running_stack
 
     cfg = compose_config([f"serve.artefacts_root={served_artefacts}", "serve.port=0",
-                          "serve.ranker=none", "serve.ingress=haproxy"])
-    with running_stack(cfg.serve) as running, httpx.Client(base_url=running.url,
-                                                           timeout=30) as client:
+                          "serve.ranker=none", "serve.ingress=haproxy",
+                          "serve.read_needs_key=true", "serve.events.enabled=false"])
+    with running_stack(cfg.serve) as running, httpx.Client(
+            base_url=running.url, timeout=30, headers={"X-API-Key": READ_KEY}) as client:
+        # reads need a key when configured; writes need a write key with events off too
+        open_read = httpx.get(f"{running.url}/v1/recommendations", params={"user_id": 1})
+        assert open_read.status_code == 401
+        assert client.post("/v1/items", json=[{"item_id": 10**9, "title": "T"}]
+                           ).status_code == 403
+        assert client.post("/v1/events", json=[]).status_code == 404  # events off
         home = client.get("/v1/recommendations", params={"user_id": 1, "n": 5})
         assert home.status_code == 200, home.text
         assert len(home.json()["items"]) == 5
