@@ -269,3 +269,28 @@ def test_title_ids_beyond_float_precision_come_back_exactly(live):
                   "origin": "api"}])
     features = store.title_features(now_ms)
     assert features.item_id.tolist() == [big] and features.count_1h.tolist() == [1]
+
+
+def test_backfill_loads_history_once_with_every_type_kept(live):
+    import pandas as pd
+
+    from recsys.events.backfill import backfill
+
+    cfg, event_log, store = live
+    frame = pd.DataFrame({
+        "user_id": [1, 1, 2, 2, 2], "item_id": [1, 2, 3, 3, 4],
+        "rating": pd.array([4.5, None, None, None, None], "Float32"),
+        "timestamp": pd.array([100, 200, None, 300, 300], "Int64"),
+        "event_type": pd.Categorical(["rating", "play", "click", "search", "play"]),
+        "watch_fraction": pd.array([None, 0.5, None, None, None], "Float32")})
+    assert backfill(event_log, frame, "mini") == (5, 0)
+    assert backfill(event_log, frame, "mini") == (0, 5)  # the same history: stored once
+    records = [e.record for batch in event_log.scan() for e in batch]
+    by_type = {r["type"]: r for r in records}
+    assert by_type["rating"]["value"] == 4.5 and by_type["rating"]["ts_ms"] == 100_000
+    assert records[2]["ts_ms"] == 100_000  # no timestamp: the earliest known
+    assert {r["type"] for r in records} == {"rating", "play", "click"}
+    assert [r.get("surface") for r in records if r["item_id"] == 3] == [None, "search"]
+    assert all(r["origin"] == "backfill" for r in records)
+    StreamProcessor(event_log, store, cfg).drain()
+    assert store.user_version(1) == 2 and store.user_version(2) == 1  # plays and ratings
