@@ -16,13 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from recsys.events.log import DeadLetter, EventLog
-from recsys.events.records import Event
+from recsys.events.records import EVENTS, Event, records
 from recsys.events.settings import EventsConfig
-
-EVENTS = TypeAdapter(list[Event])
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ class Ingest:
         the events as posted, for the dead letters (None: rebuilt from ``parsed``)."""
         now = time.time()
         now_ms = int(now * 1000)
-        records, rejected = [], list(rejected)
+        valid, rejected = [], list(rejected)
         for i, event in enumerate(parsed):
             if event is None:
                 continue
@@ -96,7 +94,7 @@ class Ingest:
             if problem is not None:
                 rejected.append(Rejection(i, *problem))
                 continue
-            records.append(event.record(now_ms))
+            valid.append(event)
         rejected.sort(key=lambda r: r.index)
 
         def posted(i: int) -> Any:
@@ -106,7 +104,7 @@ class Ingest:
 
         dead = [DeadLetter(r.reason, f"{r.field}: {r.message}", posted(r.index), now_ms,
                            event_id_of(posted(r.index))) for r in rejected]
-        appended = self.log.append(records)
+        appended = self.log.append(records(valid, now_ms))
         self.log.dead_letter(dead)
         return IngestResult(appended.accepted, len(appended.duplicates), rejected)
 

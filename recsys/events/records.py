@@ -17,7 +17,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 INT64_MAX = 2**63 - 1
 JsonId = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]  # in JSON: 5.0, "5", true are not ids
@@ -107,6 +115,24 @@ class Event(BaseModel):
         out["ingest_ms"] = int(ingest_ms)
         out["origin"] = origin
         return out
+
+
+EVENTS = TypeAdapter(list[Event])
+
+
+def records(events: list[Event], ingest_ms: int, origin: str = ORIGIN_API
+            ) -> list[dict[str, Any]]:
+    """``Event.record`` for a batch, dumped in one call (half the time per event)."""
+    out = EVENTS.dump_python(events, exclude_none=True)
+    for record in out:
+        record["type"] = str(record["type"])
+        record["ts_ms"] = round(record.pop("timestamp").timestamp() * 1000)
+        context = record.pop("context", None)
+        if context:
+            record.update(context)
+        record["ingest_ms"] = int(ingest_ms)
+        record["origin"] = origin
+    return out
 
 
 def title_record(event_id: str, title: dict[str, Any], ingest_ms: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from recsys.events.ingest import Ingest
 from recsys.events.log import open_log
 from recsys.events.offline import accepted, offline_title_features, point_in_time_user_features
 from recsys.events.processor import StreamProcessor, replay
-from recsys.events.records import Event
+from recsys.events.records import Event, records
 from recsys.events.settings import EventsConfig
 from recsys.events.store import open_store
 
@@ -83,6 +83,7 @@ def test_int64_max_is_an_id_and_the_record_keeps_every_field():
                       "watch_fraction": 0.9, "position_s": 12.5, "duration_s": 5400.0,
                       "ts_ms": int(NOW * 1000), "surface": "home", "request_id": "r1",
                       "ingest_ms": 123, "origin": "api"}
+    assert records([event], ingest_ms=123) == [record]  # the batch path: the same record
     iso = Event.model_validate(play("b", ts="2027-01-15T08:00:00Z"))
     assert iso.record(0)["ts_ms"] == 1_800_000_000_000  # that is NOW
 
