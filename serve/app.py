@@ -27,6 +27,7 @@ second, and a restarted one at its start). Both write endpoints need a write key
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
@@ -128,6 +129,9 @@ class Router:
         self.keys = keys if keys is not None else ApiKeys()  # none: every write refused
         self.read_needs_key = read_needs_key
         self.events = EventsEndpoint(*events, self.keys) if events is not None else None
+        # one writer thread: appends serialise on the log anyway, and more threads only
+        # trade the GIL among themselves (4 concurrent batches: 15% fewer events/s)
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
 
     def refused(self, request: Request, role: Role, endpoint: str) -> JSONResponse | None:
         """The 401 / 403 for a request without the key ``role`` needs, or None."""
@@ -209,7 +213,8 @@ class Router:
             return body
         # on a worker thread: a batch of 1,000 is ~20 ms of parsing and a durable write, which
         # on the event loop would hold every recommendation request queued behind it
-        return await asyncio.to_thread(self.events.post, body)
+        return await asyncio.get_running_loop().run_in_executor(self.writer, self.events.post,
+                                                                body)
 
     @api.post("/v1/events/discard", status_code=202)
     async def discard_events(self, request: Request) -> JSONResponse:
@@ -266,8 +271,9 @@ class Router:
         await self.recommender.check_titles.remote(rows)  # 409 / 422, nothing changed
         now_ms = int(time.time() * 1000)
         try:
-            out = await asyncio.to_thread(self.events.log.append, [
-                title_record(f"title:{r['item_id']}", r, now_ms) for r in rows])
+            out = await asyncio.get_running_loop().run_in_executor(
+                self.writer, self.events.log.append,
+                [title_record(f"title:{r['item_id']}", r, now_ms) for r in rows])
         except LogUnavailable as err:
             return unavailable(err)
         if out.duplicates:
