@@ -130,6 +130,19 @@ class TitleRow:
             self.pop += 0.5 ** ((self.pop_ref_ms - t) / half_life_ms)
 
 
+def hour_cutoff(max_ingest_ms: int, cfg: EventsConfig) -> int:
+    """Hour buckets before this hour can be dropped: no window a reader asks for reaches them
+    (7 days back from the newest ingest, plus the lateness bound). By the records' ingest
+    time, not the clock, so replay drops the same buckets."""
+    return (int(max_ingest_ms) - hour_reach_ms(cfg)) // HOUR_MS
+
+
+def hour_reach_ms(cfg: EventsConfig) -> int:
+    """How far back from the newest ingest a window can still reach: the longest window plus
+    the lateness bound."""
+    return max(WINDOWS_H) * HOUR_MS + int(cfg.lateness_s * 1000)
+
+
 @dataclass
 class BatchPlan:
     """What applying a batch of new (deduplicated, on-time) records changes: the same plan

@@ -36,6 +36,7 @@ from recsys.events.aggregates import (
     TitleFeatures,
     TitleRow,
     UserEvents,
+    hour_reach_ms,
     plan_batch,
     title_features,
 )
@@ -56,6 +57,20 @@ class WriterConflict(LogUnavailable):
     """Another processor holds the store's writer lease: this one waits (retry later)."""
 
 
+# KEYS: the newest ingest time applied, the sorted set of hours; ARGV: this batch's newest
+# ingest time, how far back windows reach from it (ms), the hour keys' prefix. The cutoff is
+# aggregates.hour_cutoff of the running newest, so live and replay drop the same buckets.
+PRUNE_HOURS = """
+local newest = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], newest)
+local cutoff = math.floor((newest - tonumber(ARGV[2])) / 3600000)
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff)
+for _, h in ipairs(old) do redis.call('DEL', ARGV[3] .. h) end
+if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff) end
+return #old
+"""
+
+
 class RedisFeatureStore:
     """``FeatureStore`` on the Redis at ``cfg.redis_url`` (module doc)."""
 
@@ -67,6 +82,7 @@ class RedisFeatureStore:
         self.lease_key = self.prefix + "writer"
         self._token = uuid.uuid4().hex  # this writer's lease value
         self._release = self._r.register_script(RELEASE)
+        self._prune = self._r.register_script(PRUNE_HOURS)
 
     def _k(self, *parts: Any) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
@@ -150,6 +166,11 @@ class RedisFeatureStore:
             tx.hincrby(self._k("hour", hour), str(item), int(n))
         if plan.hours:
             tx.zadd(self._k("hours"), {str(h): h for _, h in plan.hours})
+        if fresh:  # drop the hour buckets no window reaches (aggregates.hour_cutoff)
+            newest = max(int(r["ingest_ms"]) for r in fresh)
+            self._prune(keys=[self._k("max_ingest_ms"), self._k("hours")],
+                        args=[newest, hour_reach_ms(self.cfg), self._k("hour", "")],
+                        client=tx)
         for seq, item, title in added:
             tx.hset(self._k("added", "items"), str(item), seq)
             tx.xadd(self._k("added"), {"item": item, "body": dumps(title)}, id=f"0-{seq}")

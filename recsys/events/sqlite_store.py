@@ -23,6 +23,7 @@ from recsys.events.aggregates import (
     TitleFeatures,
     TitleRow,
     UserEvents,
+    hour_cutoff,
     plan_batch,
     title_features,
 )
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS titles (item_id INTEGER PRIMARY KEY, events INTEGER, 
 CREATE TABLE IF NOT EXISTS title_hours (item_id INTEGER NOT NULL, hour INTEGER NOT NULL,
     n INTEGER NOT NULL, PRIMARY KEY (item_id, hour)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS title_hours_by_hour ON title_hours (hour);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS added_titles (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id INTEGER UNIQUE NOT NULL, body TEXT NOT NULL);
 """
@@ -109,6 +111,7 @@ class SqliteFeatureStore:
                     "INSERT INTO title_hours VALUES (?, ?, ?) ON CONFLICT (item_id, hour) "
                     "DO UPDATE SET n = n + excluded.n",
                     [(item, hour, n) for (item, hour), n in plan.hours.items()])
+                self._prune_hours(fresh)
                 conn.executemany("INSERT OR IGNORE INTO added_titles (item_id, body) "
                                  "VALUES (?, ?)",
                                  [(int(t["item_id"]), dumps(t)) for t in plan.added_titles])
@@ -117,6 +120,17 @@ class SqliteFeatureStore:
                 conn.execute("ROLLBACK")
                 raise
         return Applied(len(fresh), len(records) - len(fresh))
+
+    def _prune_hours(self, fresh: Sequence[dict[str, Any]]) -> None:
+        """Drop the hour buckets no window reaches any more (``hour_cutoff``)."""
+        if not fresh:
+            return
+        conn = self._conn
+        row = conn.execute("SELECT value FROM meta WHERE key = 'max_ingest_ms'").fetchone()
+        newest = max(int(row[0]) if row else 0, *(int(r["ingest_ms"]) for r in fresh))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('max_ingest_ms', ?)", (newest,))
+        conn.execute("DELETE FROM title_hours WHERE hour < ?",
+                     (hour_cutoff(newest, self.cfg),))
 
     def _fresh(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records not applied before (``is_duplicate``), first occurrence in the batch."""
@@ -214,9 +228,12 @@ class SqliteFeatureStore:
     def clear(self) -> None:
         """Empty, in this version's layout (so a replay also upgrades an older store)."""
         with self._lock:
-            self._conn.executescript("BEGIN IMMEDIATE; DROP TABLE applied; DROP TABLE history;"
-                                     "DROP TABLE users; DROP TABLE titles; "
-                                     "DROP TABLE title_hours; DROP TABLE added_titles; "
+            self._conn.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS applied; "
+                                     "DROP TABLE IF EXISTS history;"
+                                     "DROP TABLE IF EXISTS users; DROP TABLE IF EXISTS titles; "
+                                     "DROP TABLE IF EXISTS title_hours; "
+                                     "DROP TABLE IF EXISTS added_titles; "
+                                     "DROP TABLE IF EXISTS meta;"
                                      "COMMIT;" + SCHEMA)
 
     def ping(self) -> None:

@@ -295,3 +295,17 @@ def test_backfill_loads_history_once_with_every_type_kept(live):
     assert all(r["origin"] == "backfill" for r in records)
     StreamProcessor(event_log, store, cfg).drain()
     assert store.user_version(1) == 2 and store.user_version(2) == 1  # plays and ratings
+
+
+def test_hour_buckets_no_window_reaches_are_dropped_and_windows_stay_right(live):
+    cfg, _, store = live
+    now_ms = int(time.time() * 1000)
+    old = {"event_id": "old", "type": "play", "user_id": 1, "item_id": 1,
+           "ts_ms": now_ms - 30 * 86_400_000, "watch_fraction": 1.0, "ingest_ms": now_ms,
+           "origin": "backfill"}
+    recent = {**old, "event_id": "new", "ts_ms": now_ms - 60_000, "origin": "api"}
+    store.apply([old, recent])
+    hours = store.dump()["title_hours"]
+    assert [h for _, h, _ in hours] == [(now_ms - 60_000) // HOUR_MS]  # the old one dropped
+    f = store.title_features(now_ms)
+    assert (f.count_1h[0], f.count_7d[0], f.plays[0]) == (1, 1, 2)  # all-time counts kept
