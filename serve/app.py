@@ -38,7 +38,6 @@ from ray import serve
 
 from recsys import RecsysError
 from recsys.events.log import LogUnavailable
-from recsys.events.records import title_record
 from recsys.serving.settings import DeploymentConfig
 from serve import metrics
 from serve.auth import ApiKeys, AuthError, Role, authorize
@@ -269,34 +268,18 @@ class Router:
         if self.events is None:
             return AddedTitles(**await self.recommender.add_titles.remote(rows))
         await self.recommender.check_titles.remote(rows)  # 409 / 422, nothing changed
-        now_ms = int(time.time() * 1000)
         try:
             out = await asyncio.get_running_loop().run_in_executor(
-                self.writer, self.events.log.append,
-                [title_record(f"title:{r['item_id']}", r, now_ms) for r in rows])
+                self.writer, self.events.append_titles, rows)
         except LogUnavailable as err:
             return unavailable(err)
         if out.duplicates:
             taken = [rows[i]["item_id"] for i in out.duplicates]
             raise HTTPException(409, detail=[{"parameter": "item_id", "message":
                                 f"item_id {taken} already in the catalog"}])
-        self.events.known.ids.update(r["item_id"] for r in rows)
-        await self._applied([r["item_id"] for r in rows])
+        await self.events.applied([r["item_id"] for r in rows])
         return AddedTitles(**await self.recommender.sync_catalog.remote(
             [r["item_id"] for r in rows]))
-
-    async def _applied(self, item_ids: list[int], timeout_s: float = 10.0) -> None:
-        """Until the stream processor has put the titles in the store (or ``timeout_s``: they
-        are durable in the log either way, and every replica adds them once applied)."""
-        wanted, seq = set(item_ids), 0
-        deadline = time.monotonic() + timeout_s
-        while wanted and time.monotonic() < deadline:
-            new = self.events.store.added_titles(seq)
-            if new:
-                wanted -= {int(t["item_id"]) for _, t in new}
-                seq = new[-1][0]
-            if wanted:
-                await asyncio.sleep(0.02)
 
     def _respond(self, out: dict[str, Any], start: float) -> RecommendationResponse:
         metrics.observe(out, time.perf_counter() - start)

@@ -11,6 +11,7 @@ event ids make that safe).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -24,7 +25,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from recsys.events.ingest import EVENTS, Ingest, schema_errors
-from recsys.events.log import LogUnavailable, open_log
+from recsys.events.log import Appended, LogUnavailable, open_log
+from recsys.events.records import title_record
 from recsys.events.settings import EventsConfig
 from recsys.events.store import open_store
 from serve import metrics
@@ -133,3 +135,25 @@ class EventsEndpoint:
                     "rejected": [r.as_dict() for r in out.rejected]}
         status = 422 if out.accepted == 0 and out.duplicates == 0 else 202
         return JSONResponse(body_out, status_code=status)
+
+    def append_titles(self, rows: list[dict[str, Any]]) -> Appended:
+        """Titles of ``POST /v1/items`` into the log (a repeated id is a duplicate); the
+        router's known titles have them at once."""
+        now_ms = int(time.time() * 1000)
+        out = self.log.append([title_record(f"title:{r['item_id']}", r, now_ms) for r in rows])
+        fresh = set(range(len(rows))) - set(out.duplicates)
+        self.known.ids.update(rows[i]["item_id"] for i in fresh)
+        return out
+
+    async def applied(self, item_ids: list[int], timeout_s: float = 10.0) -> None:
+        """Until the stream processor has put the titles in the store (or ``timeout_s``: they
+        are durable in the log either way, and every replica adds them once applied)."""
+        wanted, seq = set(item_ids), 0
+        deadline = time.monotonic() + timeout_s
+        while wanted and time.monotonic() < deadline:
+            new = self.store.added_titles(seq)
+            if new:
+                wanted -= {int(t["item_id"]) for _, t in new}
+                seq = new[-1][0]
+            if wanted:
+                await asyncio.sleep(0.02)

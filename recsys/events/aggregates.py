@@ -202,6 +202,16 @@ class TitleFeatures:
 N_TITLE_FIELDS = len(fields(TitleRow))
 
 
+def rows_of(ids: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``keys``, its row in ``ids`` and whether it is there (a sorted search, no
+    Python per key)."""
+    if not len(ids):
+        return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+    order = np.argsort(ids, kind="stable")
+    at = order[np.searchsorted(ids, keys, sorter=order).clip(0, len(ids) - 1)]
+    return at, ids[at] == keys
+
+
 def title_features(item_id: np.ndarray, rows: np.ndarray, hours: np.ndarray, now_ms: int,
                    cfg: EventsConfig) -> TitleFeatures:
     """``rows``: (n, N_TITLE_FIELDS) TitleRow fields per ``item_id``; ``hours``: (m, 3)
@@ -211,15 +221,14 @@ def title_features(item_id: np.ndarray, rows: np.ndarray, hours: np.ndarray, now
     rows = np.asarray(rows, np.float64).reshape(-1, N_TITLE_FIELDS)
     ref, pop = rows[:, 5], rows[:, 6]
     popularity = pop * np.power(0.5, (now_ms - ref) / half_life_ms)
-    pos = {int(i): j for j, i in enumerate(item_id.tolist())}
     hours = np.asarray(hours, np.int64).reshape(-1, 3)
+    at, known = rows_of(item_id, hours[:, 0])
     last = (now_ms - 1) // HOUR_MS  # the hour of the latest event before now
     counts = []
     for w in WINDOWS_H:
-        inside = (hours[:, 1] >= (now_ms - w * HOUR_MS) // HOUR_MS) & (hours[:, 1] <= last)
-        idx = np.array([pos.get(int(i), -1) for i in hours[inside, 0]], np.int64)
-        ok = idx >= 0
-        counts.append(np.bincount(idx[ok], weights=hours[inside, 2][ok],
+        inside = known & (hours[:, 1] >= (now_ms - w * HOUR_MS) // HOUR_MS) & (
+            hours[:, 1] <= last)
+        counts.append(np.bincount(at[inside], weights=hours[inside, 2],
                                   minlength=len(item_id)).astype(np.int64))
     plays = rows[:, 1].astype(np.int64)
     completion = np.where(plays > 0, rows[:, 2] / np.maximum(plays, 1), 0.0)

@@ -52,6 +52,15 @@ def connect(path: Path, sync: str) -> sqlite3.Connection:
     return conn
 
 
+def live_file(cfg: EventsConfig, folder: str | None, name: str) -> Path:
+    """``<folder>/<name>`` for the embedded backends (``cfg.path`` wins over ``folder``)."""
+    root = cfg.path or folder
+    if not root:
+        raise RecsysError("serve.events.path is not set: the folder for the SQLite event "
+                          "log and feature store")
+    return Path(root) / name
+
+
 def dumps(value: Any) -> str:
     """Compact JSON (pydantic-core's encoder: half the time of the stdlib's per record)."""
     return to_json(value).decode()
@@ -69,18 +78,14 @@ class SqliteEventLog:
     """``EventLog`` in ``<folder>/events.db`` (``cfg.path`` wins over ``folder``)."""
 
     def __init__(self, cfg: EventsConfig, folder: str | None = None) -> None:
-        root = cfg.path or folder
-        if not root:
-            raise RecsysError("serve.events.path is not set: the folder for the SQLite event "
-                              "log and feature store")
         self.cfg = cfg
-        self.path = Path(root) / "events.db"
+        self.path = live_file(cfg, folder, "events.db")
         self._conn = connect(self.path, str(cfg.sqlite_sync))
         self._conn.executescript(SCHEMA)
         # the consumers' positions in a file of their own: a commit never takes the log's
         # write lock, so appends and the processor do not wait on each other (SQLite's busy
         # handler sleeps for milliseconds at a time: in one file it halved HTTP ingest)
-        self._offsets = connect(Path(root) / "offsets.db", str(cfg.sqlite_sync))
+        self._offsets = connect(self.path.with_name("offsets.db"), str(cfg.sqlite_sync))
         self._offsets.execute("CREATE TABLE IF NOT EXISTS offsets (consumer TEXT PRIMARY KEY, "
                               "seq INTEGER NOT NULL)")
         self._lock = threading.Lock()  # one connection, shared by this process's threads

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from recsys.events.aggregates import (
     title_features,
 )
 from recsys.events.settings import EventsConfig
-from recsys.events.sqlite_log import connect, dumps
+from recsys.events.sqlite_log import connect, dumps, live_file
 from recsys.events.store import Applied, is_duplicate
 
 SCHEMA = """
@@ -67,12 +66,8 @@ class SqliteFeatureStore:
 
     def __init__(self, cfg: EventsConfig, folder: str | None = None, rebuild: bool = False
                  ) -> None:
-        root = cfg.path or folder
-        if not root:
-            raise RecsysError("serve.events.path is not set: the folder for the SQLite event "
-                              "log and feature store")
         self.cfg = cfg
-        self.path = Path(root) / "features.db"
+        self.path = live_file(cfg, folder, "features.db")
         self._conn = connect(self.path, str(cfg.sqlite_sync))
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()

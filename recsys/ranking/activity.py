@@ -35,9 +35,16 @@ def activity(events: pd.DataFrame, key: str, n: int, p: FeatureParams) -> np.nda
     rated = ~np.isnan(rating)
     rsum = np.bincount(idx[rated], weights=rating[rated], minlength=n)
     rcount = np.bincount(idx[rated], minlength=n)
-    mean_rating = np.where(rcount > 0, rsum / np.maximum(rcount, 1) - 3.0, 0.0)
-    share = np.where(count > 0, pos / np.maximum(count, 1), 0.0)
-    return np.stack([np.log1p(count), np.log1p(pos), mean_rating, share], 1)
+    return activity_columns(count, pos, rsum, rcount)
+
+
+def activity_columns(count: np.ndarray, engaged_n: np.ndarray, rating_sum: np.ndarray,
+                     rating_n: np.ndarray) -> np.ndarray:
+    """The four columns from the counts: what training computes from its events and serving
+    from the live store's (``recsys.serving.live_titles``)."""
+    mean_rating = np.where(rating_n > 0, rating_sum / np.maximum(rating_n, 1) - 3.0, 0.0)
+    share = np.where(count > 0, engaged_n / np.maximum(count, 1), 0.0)
+    return np.stack([np.log1p(count), np.log1p(engaged_n), mean_rating, share], 1)
 
 
 def item_stats(events: pd.DataFrame, n_items: int, p: FeatureParams) -> np.ndarray:

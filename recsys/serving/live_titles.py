@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recsys.events.aggregates import TitleFeatures
+from recsys.events.aggregates import TitleFeatures, rows_of
 from recsys.events.store import FeatureStore
+from recsys.ranking.activity import activity_columns
 from recsys.ranking.features import FeatureBuilder, FeatureTables
 from recsys.serving import catalog_admin
 
@@ -32,23 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def item_activity(features: TitleFeatures, item_index: dict[int, int], n_items: int
-                  ) -> np.ndarray:
-    """(n_items, 4) raw activity columns (log events, log engaged, mean rating - 3, engaged
-    share) per item index, as ``recsys.ranking.activity.activity`` computes them."""
-    at = np.array([item_index.get(int(i), -1) for i in features.item_id.tolist()], np.int64)
+def item_activity(features: TitleFeatures, at: np.ndarray, n_items: int) -> np.ndarray:
+    """(n_items, 4) raw activity columns per item index (``at``: each store row's item index,
+    -1 for a title this replica lacks), as training computes them."""
     ok = at >= 0
-    count = np.zeros(n_items)
-    pos = np.zeros(n_items)
-    rsum = np.zeros(n_items)
-    rcount = np.zeros(n_items)
-    count[at[ok]] = features.events[ok]
-    pos[at[ok]] = features.engaged[ok]
-    rsum[at[ok]] = features.rating_sum[ok]
-    rcount[at[ok]] = features.rating_n[ok]
-    mean_rating = np.where(rcount > 0, rsum / np.maximum(rcount, 1) - 3.0, 0.0)
-    share = np.where(count > 0, pos / np.maximum(count, 1), 0.0)
-    return np.stack([np.log1p(count), np.log1p(pos), mean_rating, share], 1)
+    counts = np.zeros((4, n_items))
+    for column, values in enumerate((features.events, features.engaged, features.rating_sum,
+                                     features.rating_n)):
+        counts[column, at[ok]] = values[ok]
+    return activity_columns(*counts)
 
 
 class LiveTitles:
@@ -72,11 +65,13 @@ class LiveTitles:
         features = self.store.title_features(now_ms)
         with catalog_admin.lock:  # a title added meanwhile must not be lost, nor this swap
             live = self.path.live
+            at, known = rows_of(live.item_ids, features.item_id)  # store row -> item index
+            at = np.where(known, at, -1)
             for source in self.trending:
-                source.update(features, live.item_index)
+                source.update(features, at, live.n_items)
             if self.activity:
                 self.path.live = with_item_dense(live, self.path.bundle.builder, item_activity(
-                    features, live.item_index, live.n_items))
+                    features, at, live.n_items))
 
     def start(self) -> None:
         def loop() -> None:

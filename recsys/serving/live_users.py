@@ -37,6 +37,7 @@ class LiveUserStore:
         self.user_ids = np.asarray(user_ids)
         self.user_index = {int(u): i for i, u in enumerate(self.user_ids.tolist())}
         self._catalog: Callable[[], LiveCatalog] | None = None
+        self._rule: tuple[object, InMemoryUserStore] | None = None  # (catalog, dislike rule)
         self._states: dict[int, tuple[tuple[int, int], UserState]] = {}  # raw -> (key, state)
         self._lock = threading.Lock()
 
@@ -117,4 +118,12 @@ class LiveUserStore:
         items = np.array([index[i] for i in events.item_id[known].tolist()], np.int64)
         state = UserState(user_idx, items, events.value[known].astype(np.float32),
                           (events.ts_ms[known] // 1000).astype(np.int64))
-        return InMemoryUserStore(self.genres()).with_dislikes(state)
+        return self.dislikes().with_dislikes(state)
+
+    def dislikes(self) -> InMemoryUserStore:
+        """The disliked-genre rule over the current catalog, built once per catalog snapshot
+        (not per rebuilt user: that is a request's work)."""
+        live = self._catalog()
+        if self._rule is None or self._rule[0] is not live.catalog:
+            self._rule = (live.catalog, InMemoryUserStore(live.items["genres"]))
+        return self._rule[1]

@@ -34,10 +34,10 @@ class OnlineTrending:
         base[:len(decayed)] = decayed
         return base
 
-    def update(self, live: TitleFeatures, item_index: dict[int, int]) -> None:
-        """The store's title popularity (``LiveTitles`` reads it every ``title_refresh_s``)."""
-        scores = self.base_scores(len(item_index))
-        at = np.array([item_index.get(int(i), -1) for i in live.item_id.tolist()], np.int64)
+    def update(self, live: TitleFeatures, at: np.ndarray, n_items: int) -> None:
+        """The store's title popularity (``LiveTitles`` reads it every ``title_refresh_s``;
+        ``at``: each store row's item index, -1 for a title this replica lacks)."""
+        scores = self.base_scores(n_items)
         ok = (at >= 0) & (live.popularity > 0)
         total = live.popularity[ok].sum()
         if total > 0:
