@@ -273,7 +273,9 @@ def redis_breakdown(client: Any, prefix: str, users: int, total: int) -> dict[st
 
     sample = list(range(min(users, 1000)))
     hist = sum(usage(f"{prefix}hist:{2 * USER0 + u}") for u in sample) * users / len(sample)
-    parts = {"applied": usage(prefix + "applied"), "history": int(hist),
+    gens = client.zrange(prefix + "applied:gens", 0, -1)  # the dedup windows' marker hashes
+    parts = {"applied": sum(usage(f"{prefix}applied:{int(g)}") for g in gens),
+             "history": int(hist),
              "users": usage(prefix + "users")}
     parts["other"] = total - sum(parts.values())
     return parts
@@ -596,7 +598,8 @@ def raw_counts(stack: Any) -> dict:
         for p in range(max(int(cfg.partitions), 1)):
             pipe.xlen(f"{ns}:log:{p}")
         log_n = sum(pipe.execute())
-        applied = client.hlen(f"{ns}:store:applied")
+        applied = sum(client.hlen(f"{ns}:store:applied:{g}")
+                      for g in client.zrange(f"{ns}:store:applied:gens", 0, -1))
         versions = {u: int(v) for u, v in client.hgetall(f"{ns}:store:users").items()}
         history = 0
         users = list(versions)
@@ -1082,8 +1085,9 @@ def markdown(report: dict) -> str:
         lines += ["", "Where the bytes go, per user (SQLite: `dbstat` pages per table and its "
                   "indexes, the file's free pages aside; Redis: `MEMORY USAGE` of the hashes, the "
                   "history lists estimated from 1,000 users, other = the rest of the delta). "
-                  "`applied` holds one dedup marker per event applied, kept for ever (nothing "
-                  "expires it, though a duplicate is only judged within `dedup_days`).", "",
+                  "`applied` holds one dedup marker per event applied; a marker expires one to "
+                  "two `dedup_days` windows after its ingest (every event here is in one "
+                  "window, so all are counted).", "",
                   "| backend | dedup markers (`applied`) | history | users | titles, hour "
                   "buckets, other |", "|---|---:|---:|---:|---:|"]
         for name, mm in mems.items():

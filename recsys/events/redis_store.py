@@ -2,7 +2,9 @@
 hosts, with the SQLite store's semantics (``dump`` of the same events is equal, floats aside).
 
 Layout under ``ns:store:`` (``ns`` = ``cfg.namespace``; the log's keys are beside it, so
-``clear`` can never touch the log): ``applied`` (hash event_id -> ingest_ms), ``hist:{user}``
+``clear`` can never touch the log): ``applied:{g}`` (hash event_id -> ingest_ms of the markers
+of dedup window ``g``, ``store.marker_generation``) with ``applied:gens`` (a sorted set of the
+windows that have one: a window's hash is dropped whole when it expires), ``hist:{user}``
 (a list of compact JSON rows ``[ts_ms, event_id, item_id, kind, value, watch_fraction]``),
 ``users`` (hash user -> version), ``titles`` (hash item -> JSON ``TitleRow`` fields),
 ``hour:{h}`` (hash item -> events in that hour) with ``hours`` (a sorted set of the hours
@@ -42,33 +44,23 @@ from recsys.events.aggregates import (
 )
 from recsys.events.log import LogUnavailable
 from recsys.events.redis_conn import close_quietly, connect, glob_escape, require_url, translated
+from recsys.events.redis_store_scripts import (
+    LOOKUP_MARKERS,
+    PRUNE_HOURS,
+    PRUNE_MARKERS,
+    RELEASE,
+)
 from recsys.events.settings import EventsConfig
 from recsys.events.sqlite_log import dumps
-from recsys.events.store import Applied, is_duplicate
+from recsys.events.store import Applied, is_duplicate, marker_cutoff_ms, marker_generation
 
 LEASE_MS = 10_000
 WEEK_H = 168
 USERS_PER_TRIP = 500  # histories per pipelined round trip
-RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end " \
-          "return 0"
 
 
 class WriterConflict(LogUnavailable):
     """Another processor holds the store's writer lease: this one waits (retry later)."""
-
-
-# KEYS: the newest ingest time applied, the sorted set of hours; ARGV: this batch's newest
-# ingest time, how far back windows reach from it (ms), the hour keys' prefix. The cutoff is
-# aggregates.hour_cutoff of the running newest, so live and replay drop the same buckets.
-PRUNE_HOURS = """
-local newest = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1]))
-redis.call('SET', KEYS[1], newest)
-local cutoff = math.floor((newest - tonumber(ARGV[2])) / 3600000)
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff)
-for _, h in ipairs(old) do redis.call('DEL', ARGV[3] .. h) end
-if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff) end
-return #old
-"""
 
 
 class RedisFeatureStore:
@@ -83,6 +75,8 @@ class RedisFeatureStore:
         self._token = uuid.uuid4().hex  # this writer's lease value
         self._release = self._r.register_script(RELEASE)
         self._prune = self._r.register_script(PRUNE_HOURS)
+        self._lookup = self._r.register_script(LOOKUP_MARKERS)
+        self._prune_markers = self._r.register_script(PRUNE_MARKERS)
 
     def _k(self, *parts: Any) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
@@ -97,11 +91,18 @@ class RedisFeatureStore:
         with self._do("apply"), self._r.pipeline(transaction=True) as tx:
             try:
                 tx.watch(self.lease_key)
-                fresh, plan, added = self._plan(records)
+                fresh, plan, added, cutoff = self._plan(records)
                 tx.multi()
                 tx.set(self.lease_key, self._token, px=LEASE_MS)
                 if fresh:
-                    self._write(tx, fresh, plan, added)
+                    self._write(tx, fresh, plan, added, cutoff)
+                newest = max(int(r["ingest_ms"]) for r in records)
+                self._prune(keys=[self._k("max_ingest_ms"), self._k("hours")],
+                            args=[newest, hour_reach_ms(self.cfg), self._k("hour", "")],
+                            client=tx)
+                self._prune_markers(keys=[self._k("applied", "gens")],
+                                    args=[self._k("applied", ""),
+                                          marker_generation(cutoff, self.cfg)], client=tx)
                 tx.execute()
             except redis.exceptions.WatchError:
                 raise WriterConflict(f"redis at {self.url}: another processor took the store's "
@@ -109,25 +110,32 @@ class RedisFeatureStore:
         return Applied(len(fresh), len(records) - len(fresh))
 
     def _plan(self, records: Sequence[dict[str, Any]]
-              ) -> tuple[list[dict[str, Any]], BatchPlan, list[tuple[int, int, dict[str, Any]]]]:
-        """Everything ``apply`` reads, in one round trip after the ``WATCH``, and the plan."""
+              ) -> tuple[list[dict[str, Any]], BatchPlan, list[tuple[int, int, dict[str, Any]]],
+                         int]:
+        """Everything ``apply`` reads, in one round trip after the ``WATCH``, the plan and the
+        markers' cutoff (``marker_cutoff_ms``)."""
         ids = sorted({str(r["event_id"]) for r in records})
         items = sorted({int(r["item_id"]) for r in records if "item_id" in r})
         titled = sorted({int(r["title"]["item_id"]) for r in records if "title" in r})
         pipe = self._r.pipeline(transaction=False)
         pipe.get(self.lease_key)
-        pipe.hmget(self._k("applied"), ids)
+        self._lookup(keys=[self._k("applied", "gens")], args=[self._k("applied", ""), *ids],
+                     client=pipe)
         for key, fields in ((self._k("titles"), items), (self._k("added", "items"), titled)):
             if fields:
                 pipe.hmget(key, [str(f) for f in fields])
             else:
                 pipe.echo("")  # HMGET needs a field: keep the replies' positions
         pipe.get(self._k("added", "seq"))
-        holder, applied, rows, known, seq = pipe.execute()
+        pipe.get(self._k("max_ingest_ms"))
+        holder, applied, rows, known, seq, stored_newest = pipe.execute()
         if holder not in (None, self._token):
             raise WriterConflict(f"redis at {self.url}: another processor holds the store's "
                                  f"writer lease ({self.lease_key}); not applied")
-        seen = {i: int(v) for i, v in zip(ids, applied, strict=True) if v is not None}
+        newest = max(int(stored_newest or 0), *(int(r["ingest_ms"]) for r in records))
+        cutoff = marker_cutoff_ms(newest, self.cfg)
+        seen = {i: int(v) for i, v in zip(ids, applied, strict=True)
+                if v is not None and int(v) >= cutoff}
         fresh = []
         for r in records:  # as SqliteFeatureStore._fresh: the first new occurrence
             event_id, ingest = str(r["event_id"]), int(r["ingest_ms"])
@@ -146,12 +154,19 @@ class RedisFeatureStore:
                 taken.add(item)
                 next_seq += 1
                 added.append((next_seq, item, title))
-        return fresh, plan, added
+        return fresh, plan, added, cutoff
 
     def _write(self, tx: redis.client.Pipeline, fresh: list[dict[str, Any]], plan: BatchPlan,
-               added: list[tuple[int, int, dict[str, Any]]]) -> None:
-        tx.hset(self._k("applied"), mapping={str(r["event_id"]): int(r["ingest_ms"])
-                                              for r in fresh})
+               added: list[tuple[int, int, dict[str, Any]]], cutoff: int) -> None:
+        markers: dict[int, dict[str, int]] = {}
+        for r in fresh:
+            if int(r["ingest_ms"]) >= cutoff:
+                markers.setdefault(marker_generation(r["ingest_ms"], self.cfg), {})[
+                    str(r["event_id"])] = int(r["ingest_ms"])
+        for gen, mapping in markers.items():
+            tx.hset(self._k("applied", gen), mapping=mapping)
+        if markers:
+            tx.zadd(self._k("applied", "gens"), {str(g): g for g in markers})
         per_user: dict[int, list[str]] = {}
         for user, *row in plan.history:
             per_user.setdefault(user, []).append(dumps(row))
@@ -166,11 +181,6 @@ class RedisFeatureStore:
             tx.hincrby(self._k("hour", hour), str(item), int(n))
         if plan.hours:
             tx.zadd(self._k("hours"), {str(h): h for _, h in plan.hours})
-        if fresh:  # drop the hour buckets no window reaches (aggregates.hour_cutoff)
-            newest = max(int(r["ingest_ms"]) for r in fresh)
-            self._prune(keys=[self._k("max_ingest_ms"), self._k("hours")],
-                        args=[newest, hour_reach_ms(self.cfg), self._k("hour", "")],
-                        client=tx)
         for seq, item, title in added:
             tx.hset(self._k("added", "items"), str(item), seq)
             tx.xadd(self._k("added"), {"item": item, "body": dumps(title)}, id=f"0-{seq}")
@@ -235,18 +245,26 @@ class RedisFeatureStore:
         """Everything stored, in ``SqliteFeatureStore.dump``'s structure and order."""
         with self._do("dump"):
             with self._r.pipeline(transaction=True) as tx:
-                for name in ("users", "titles", "applied"):
+                for name in ("users", "titles"):
                     tx.hgetall(self._k(name))
                 tx.zrange(self._k("hours"), 0, -1)
                 tx.xrange(self._k("added"), "-", "+")
-                users, titles, applied, hours, added = tx.execute()
+                tx.zrange(self._k("applied", "gens"), 0, -1)
+                users, titles, hours, added, gens = tx.execute()
             with self._r.pipeline(transaction=True) as tx:
                 for user in users:
                     tx.lrange(self._k("hist", user), 0, -1)
                 for hour in hours:
                     tx.hgetall(self._k("hour", hour))
+                for gen in gens:
+                    tx.hgetall(self._k("applied", gen))
                 replies = tx.execute()
-        histories, buckets = replies[:len(users)], replies[len(users):]
+        histories = replies[:len(users)]
+        buckets = replies[len(users):len(users) + len(hours)]
+        applied: dict[str, int] = {}
+        for markers in replies[len(users) + len(hours):]:  # an id's newest marker, as SQLite
+            for event_id, ms in markers.items():
+                applied[event_id] = max(int(ms), applied.get(event_id, int(ms)))
         return {
             "history": sorted((int(u), *json.loads(r)) for u, rows in zip(users, histories,
                                                                           strict=True)
@@ -257,7 +275,7 @@ class RedisFeatureStore:
                                                                                 strict=True)
                                   for i, n in bucket.items()),
             "added_titles": sorted((int(f["item"]), f["body"]) for _, f in added),
-            "applied": sorted((e, int(ms)) for e, ms in applied.items()),
+            "applied": sorted(applied.items()),
         }
 
     def clear(self) -> None:

@@ -28,7 +28,7 @@ from recsys.events.aggregates import (
 )
 from recsys.events.settings import EventsConfig
 from recsys.events.sqlite_log import connect, dumps, live_file
-from recsys.events.store import Applied, is_duplicate
+from recsys.events.store import Applied, is_duplicate, marker_cutoff_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied (event_id TEXT PRIMARY KEY, ingest_ms INTEGER NOT NULL)
@@ -86,7 +86,11 @@ class SqliteFeatureStore:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                fresh = self._fresh(records)
+                row = conn.execute("SELECT value FROM meta WHERE key = 'max_ingest_ms'"
+                                   ).fetchone()
+                newest = max(int(row[0]) if row else 0, *(int(r["ingest_ms"]) for r in records))
+                cutoff = marker_cutoff_ms(newest, self.cfg)
+                fresh = self._fresh(records, cutoff)
                 items = sorted({int(r["item_id"]) for r in fresh if "item_id" in r})
                 current = {row[0]: TitleRow(*row[1:]) for part in chunks(items)
                            for row in conn.execute(
@@ -94,7 +98,8 @@ class SqliteFeatureStore:
                                f"({','.join('?' * len(part))})", part)}
                 plan = plan_batch(fresh, current, self.cfg)
                 conn.executemany("INSERT OR REPLACE INTO applied VALUES (?, ?)",
-                                 [(str(r["event_id"]), int(r["ingest_ms"])) for r in fresh])
+                                 [(str(r["event_id"]), int(r["ingest_ms"])) for r in fresh
+                                  if int(r["ingest_ms"]) >= cutoff])
                 conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?)",
                                  plan.history)
                 conn.executemany(
@@ -106,7 +111,7 @@ class SqliteFeatureStore:
                     "INSERT INTO title_hours VALUES (?, ?, ?) ON CONFLICT (item_id, hour) "
                     "DO UPDATE SET n = n + excluded.n",
                     [(item, hour, n) for (item, hour), n in plan.hours.items()])
-                self._prune_hours(fresh)
+                self._prune(newest, cutoff)
                 conn.executemany("INSERT OR IGNORE INTO added_titles (item_id, body) "
                                  "VALUES (?, ?)",
                                  [(int(t["item_id"]), dumps(t)) for t in plan.added_titles])
@@ -116,19 +121,23 @@ class SqliteFeatureStore:
                 raise
         return Applied(len(fresh), len(records) - len(fresh))
 
-    def _prune_hours(self, fresh: Sequence[dict[str, Any]]) -> None:
-        """Drop the hour buckets no window reaches any more (``hour_cutoff``)."""
-        if not fresh:
-            return
+    def _prune(self, newest: int, cutoff: int) -> None:
+        """Drop the hour buckets no window reaches any more (``hour_cutoff``) and, when the
+        marker window moves on (once per ``dedup_days`` of ingest time: a scan of the
+        markers), the expired applied markers (``marker_cutoff_ms``)."""
         conn = self._conn
-        row = conn.execute("SELECT value FROM meta WHERE key = 'max_ingest_ms'").fetchone()
-        newest = max(int(row[0]) if row else 0, *(int(r["ingest_ms"]) for r in fresh))
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('max_ingest_ms', ?)", (newest,))
         conn.execute("DELETE FROM title_hours WHERE hour < ?",
                      (hour_cutoff(newest, self.cfg),))
+        row = conn.execute("SELECT value FROM meta WHERE key = 'marker_cutoff_ms'").fetchone()
+        if row is None or int(row[0]) < cutoff:
+            conn.execute("DELETE FROM applied WHERE ingest_ms < ?", (cutoff,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('marker_cutoff_ms', ?)",
+                         (cutoff,))
 
-    def _fresh(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records not applied before (``is_duplicate``), first occurrence in the batch."""
+    def _fresh(self, records: Sequence[dict[str, Any]], cutoff: int) -> list[dict[str, Any]]:
+        """The records not applied before (``is_duplicate``; markers before ``cutoff`` have
+        expired), first occurrence in the batch."""
         ids = sorted({str(r["event_id"]) for r in records})
         seen: dict[str, int] = {}
         for part in chunks(ids):
@@ -136,6 +145,7 @@ class SqliteFeatureStore:
                 f"SELECT event_id, ingest_ms FROM applied WHERE event_id IN "
                 f"({','.join('?' * len(part))})", part).fetchall())
         fresh = []
+        seen = {event_id: ms for event_id, ms in seen.items() if ms >= cutoff}
         for r in records:
             event_id, ingest = str(r["event_id"]), int(r["ingest_ms"])
             if not is_duplicate(seen.get(event_id), ingest, self.cfg):

@@ -59,8 +59,29 @@ def open_store(cfg: EventsConfig, folder: str | None = None, rebuild: bool = Fal
     return SqliteFeatureStore(cfg, folder, rebuild)
 
 
+def dedup_window_ms(cfg: EventsConfig) -> int:
+    return max(int(cfg.dedup_days * 86_400_000), 1)
+
+
 def is_duplicate(previous_ingest_ms: int | None, ingest_ms: int, cfg: EventsConfig) -> bool:
     """An event applied before within the dedup window (by ingest time: an id the log took
     again after the window is a new event, and replay decides it the same way)."""
     return (previous_ingest_ms is not None
-            and ingest_ms - previous_ingest_ms < cfg.dedup_days * 86_400_000)
+            and ingest_ms - previous_ingest_ms < dedup_window_ms(cfg))
+
+
+def marker_generation(ingest_ms: int, cfg: EventsConfig) -> int:
+    """The dedup window an applied marker falls in (markers expire a window at a time)."""
+    return int(ingest_ms) // dedup_window_ms(cfg)
+
+
+def marker_cutoff_ms(newest_ingest_ms: int, cfg: EventsConfig) -> int:
+    """Applied markers ingested before this are dropped (and ignored): the start of the window
+    before the newest ingest's, so a marker lives one to two windows past its ingest.
+
+    Why that is enough: the log never takes an ``event_id`` twice within a window, so a
+    marker only has to catch the redelivery of its own record, which comes while the processor
+    is behind; a processor more than ``dedup_days`` behind the newest ingest could apply a
+    redelivered record twice. By ingest time, not the clock, so replay drops the same ones.
+    """
+    return (marker_generation(newest_ingest_ms, cfg) - 1) * dedup_window_ms(cfg)

@@ -198,6 +198,25 @@ def test_dead_letters_round_trip_and_late_ones_are_kept_once(make_cfg, opened):
 
 
 # -- the store --------------------------------------------------------------------------------
+def test_applied_markers_expire_a_window_at_a_time(make_cfg, opened):
+    """A marker lives one to two dedup windows past its ingest (store.marker_cutoff_ms): a
+    redelivery inside that is still caught, and the store stops growing by one marker per
+    event for ever."""
+    day = 86_400_000
+    _, store = opened(make_cfg(dedup_days=1))
+    start = (NOW // day) * day  # the first millisecond of a window
+    first = event("a", 1, ingest_ms=start + 10)
+    assert store.apply([first]).applied == 1
+    assert store.apply([event("b", 1, ingest_ms=start + day + 10)]).applied == 1
+    assert [m[0] for m in store.dump()["applied"]] == ["a", "b"]  # the previous window: kept
+    assert store.apply([dict(first)]) == Applied(0, 1)  # its redelivery is still caught
+    assert store.apply([event("c", 1, ingest_ms=start + 2 * day + 10),
+                        event("old", 2, ingest_ms=start + 20)]).applied == 2
+    dump = store.dump()
+    assert dump["applied"] == [("b", start + day + 10), ("c", start + 2 * day + 10)]
+    assert sum(row[1] for row in dump["titles"]) == 4  # expiry drops markers, never counts
+
+
 def test_apply_is_idempotent(make_cfg, opened):
     _, store = opened(make_cfg())
     batch = [r for b in synthetic_stream(n=120)[:4] for r in b if r["type"] != "search"]
