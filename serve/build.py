@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import threadpoolctl
 
@@ -15,6 +16,9 @@ from recsys.serving.rankers import RankerBackend
 from recsys.serving.request_path import RequestPath
 from recsys.serving.settings import RankerKind, ServeConfig
 from recsys.serving.state import InMemoryUserStore
+
+if TYPE_CHECKING:
+    from recsys.serving.experiment_paths import ExperimentPaths
 
 
 def build_request_path(cfg: ServeConfig, version: str, triton_url: str | None) -> RequestPath:
@@ -60,6 +64,18 @@ def live_request_path(cfg: ServeConfig, bundle: ServingBundle, ranker: RankerBac
     path.live_titles.refresh()
     path.live_titles.start()
     return path
+
+
+def experiment_paths(path: RequestPath, cfg: ServeConfig, triton_url: str | None
+                     ) -> ExperimentPaths:
+    """The replica's experiments over its served ``path``: an arm naming another artefact
+    version gets that version's own request path, built as the served one is (with no
+    experiments of its own)."""
+    from recsys.serving.experiment_paths import ExperimentPaths
+
+    plain = dataclasses.replace(cfg, experiments={})
+    return ExperimentPaths(path, cfg,
+                           lambda version: build_request_path(plain, version, triton_url))
 
 
 def ranker_backend(cfg: ServeConfig, ranker_dir: Path, triton_url: str | None

@@ -58,6 +58,14 @@ EVENTS = Counter("recsys_events", "Events posted to /v1/events, by outcome (acce
 EVENTS_UNAVAILABLE = Counter("recsys_events_unavailable",
                              "Batches answered 503 because the event log was down",
                              registry=REGISTRY)
+EXPOSURES = Counter("recsys_exposures", "Responses logged as impression events",
+                    registry=REGISTRY)
+EXPOSURES_DROPPED = Counter("recsys_exposures_dropped",
+                            "Exposures not logged because the event log was down",
+                            registry=REGISTRY)
+ARM_LATENCY = Histogram("recsys_experiment_request_seconds",
+                        "End-to-end latency in the router per experiment arm (the guardrail)",
+                        ["experiment", "arm"], buckets=BUCKETS_S, registry=REGISTRY)
 # Triton's counter -> (our name, without the _total a counter's exposition adds; help)
 TRITON_COUNTERS = {
     "nv_inference_count": ("recsys_triton_inference_rows",
@@ -79,6 +87,8 @@ def observe_events(accepted: int, duplicates: int, reasons: Iterable[str]) -> No
 
 def observe(result: dict[str, Any], seconds: float) -> None:
     REQUEST_LATENCY.labels(result["surface"]).observe(seconds)
+    for exp in result.get("experiments") or ():
+        ARM_LATENCY.labels(exp["experiment"], exp["arm"]).observe(seconds)
     for stage, ms in result["timings_ms"].items():
         STAGE_LATENCY.labels(stage).observe(ms / 1e3)
     for stage in result["degraded"]:

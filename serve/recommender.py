@@ -24,12 +24,18 @@ class Recommender:
 
         self.path = build_request_path(cfg, version, triton_url)
         self.request_type = Request
+        self.experiments = None  # no experiment configured: the served path, as it always was
+        if cfg.experiments:
+            from serve.build import experiment_paths
+
+            self.experiments = experiment_paths(self.path, cfg, triton_url)
 
     # async on purpose: the CPU stages run on the replica's event loop one request at a time
     # (threads would only fight over the GIL, benchmarks/serving.md), and the rank stage
     # awaits Triton over async gRPC, so the loop computes another request meanwhile
     async def recommend(self, query: dict[str, Any]) -> dict[str, Any]:
-        return result_dict(await self.path.recommend(self.request_type(**query)),
+        serving = self.experiments or self.path
+        return result_dict(await serving.recommend(self.request_type(**query)),
                            self.path.ranker is not None)
 
     async def similar(self, item_id: int, n: int) -> dict[str, Any]:
@@ -65,8 +71,12 @@ class Recommender:
     def ready(self) -> dict[str, Any]:
         ranker = self.path.ranker
         live = getattr(ranker, "live", lambda: ranker is not None)()
-        return {"version": self.path.bundle.version, "ranker": getattr(ranker, "name", None),
-                "ranker_live": bool(live)}
+        out = {"version": self.path.bundle.version, "ranker": getattr(ranker, "name", None),
+               "ranker_live": bool(live)}
+        if self.experiments is not None:  # which experiments run, and which fell back
+            out["experiments"] = sorted(self.experiments.plan.experiments)
+            out["experiments_failed"] = dict(self.experiments.failed)
+        return out
 
 
 def result_dict(result, ranked: bool) -> dict[str, Any]:

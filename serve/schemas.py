@@ -78,10 +78,19 @@ class RecommendedItem(BaseModel):
     score: float
     reason: str
     sources: list[str]
+    arm: str | None = Field(None, description="interleaving: the arm this slot is credited to")
+
+
+class ExperimentArm(BaseModel):
+    experiment: str
+    arm: str = Field(description="the user's arm; 'interleaved' in an interleave experiment")
+    kind: Literal["ab", "interleave"]
 
 
 class RecommendationResponse(BaseModel):
-    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex,
+                            description="send it back as context.request_id with the events "
+                                        "this response led to (plays, clicks)")
     surface: Surface
     user_id: int | None = Field(description="the requesting user; null for /similar")
     cold_start: bool = False
@@ -89,6 +98,8 @@ class RecommendationResponse(BaseModel):
     degraded: list[str] = Field(default_factory=list,
                                 description="stages that fell back (e.g. rank)")
     version: str = Field(description="artefact version that served the request")
+    experiments: list[ExperimentArm] = Field(default_factory=list,
+                                             description="the user's experiments and arms")
 
 
 class NewTitle(BaseModel):

@@ -66,7 +66,12 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
     if not cfg.artefacts_root:
         raise RecsysError("serve.artefacts_root is not set: point it at a ranker run's "
                           "artefacts folder (python train.py experiment=... writes one)")
-    version, path = ArtefactStore(cfg.artefacts_root).resolve(cfg.version)
+    artefacts = ArtefactStore(cfg.artefacts_root)
+    version, path = artefacts.resolve(cfg.version)
+    if cfg.experiments:  # a bad experiment stops the start here, in one line
+        from recsys.serving.experiment_paths import check_experiments
+
+        check_experiments(cfg, lambda v: artefacts.resolve(v)[0])
     port = cfg.port or free_port(cfg.host)
     with contextlib.ExitStack() as stack:
         # before Ray starts: its processes inherit them

@@ -75,3 +75,6 @@ class EventsConfig:
     # POST /v1/events/discard: takes a batch as /v1/events does (key, size limit) and drops
     # it, the ingress's floor for scripts/bench_events.py; off in production
     discard_endpoint: bool = False
+    # every recommendation response with a user is logged as an impression event (items,
+    # experiments and arms, latency; serve/exposures.py): what experiments are measured on
+    exposures: bool = True

@@ -21,6 +21,7 @@ stages on the calling thread for tests, benchmarks and warm-up (the ranker calle
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
@@ -39,7 +40,7 @@ from recsys.serving.live_catalog import LiveCatalog
 from recsys.serving.ranker_inputs import request_batch
 from recsys.serving.rankers import RankerBackend
 from recsys.serving.row_cache import UserRowCache
-from recsys.serving.settings import ServeConfig
+from recsys.serving.settings import ItemRules, ServeConfig
 from recsys.serving.stages import (
     ANONYMOUS,
     STAGES,
@@ -76,18 +77,29 @@ class RequestPath:
         self.cfg = cfg or ServeConfig()
         self.live = LiveCatalog.from_bundle(bundle, self.cfg.rerank)  # swapped, never changed
         self.user_index = {int(u): i for i, u in enumerate(bundle.user_ids)}
-        sources = bundle.generator.sources
-        self.generators: dict[str, CandidateGenerator] = {}
-        for surface, names in self.cfg.surface_sources.items():
-            chosen = list(sources) if names is None else [n for n in names if n in sources]
-            self.generators[surface] = CandidateGenerator(
-                {n: sources[n] for n in chosen},
-                positive_threshold=bundle.generator.positive_threshold)
+        self.generators = self.surface_generators(self.cfg)
         attach = getattr(store, "attach", None)  # a live store reads this replica's catalog
         if attach is not None:
             attach(lambda: self.live)
         self.rows = UserRowCache(bundle.builder, self.cfg.user_row_cache)
         self.rows.prefill(store, len(bundle.user_ids))
+
+    def surface_generators(self, cfg: ServeConfig) -> dict[str, CandidateGenerator]:
+        """Per surface, the bundle's sources it asks (``serve.surface_sources``), with
+        ``serve.candidate_quotas`` in place of the trained quotas where set."""
+        sources = self.bundle.generator.sources
+        out: dict[str, CandidateGenerator] = {}
+        for surface, names in cfg.surface_sources.items():
+            chosen = list(sources) if names is None else [n for n in names if n in sources]
+            out[surface] = CandidateGenerator(
+                {n: (dataclasses.replace(sources[n], quota=int(cfg.candidate_quotas[n]))
+                     if n in cfg.candidate_quotas else sources[n]) for n in chosen},
+                positive_threshold=self.bundle.generator.positive_threshold)
+        return out
+
+    def rules(self, live: LiveCatalog) -> ItemRules:
+        """The business rules in ``live``'s indices (an arm may have its own: ``ArmPath``)."""
+        return live.rules
 
     @property
     def catalog(self) -> ItemCatalog:
@@ -196,7 +208,7 @@ class RequestPath:
     def rerank(self, f: Features, r: Ranked) -> reranking.RerankResult:
         """The top n under the genre quota, the freshness share and the business rules."""
         return reranking.rerank(r.kept.items, r.scores, f.req.n, f.live.catalog,
-                                self.cfg.rerank, f.live.rules)
+                                self.cfg.rerank, self.rules(f.live))
 
     def response(self, f: Features, c: Candidates, k: Kept, r: Ranked,
                  top: reranking.RerankResult, timings_ms: dict[str, float]) -> Result:
@@ -211,7 +223,8 @@ class RequestPath:
         cold = f.user_idx is None and not len(f.history.items)  # a new user with events is not
         return Result(req.surface, req.user_id, cold, items,
                       f.degraded + c.degraded + r.degraded, self.bundle.version, timings_ms,
-                      len(c.merged), k.removed, top.relaxed, c.source_ms)
+                      len(c.merged), k.removed, top.relaxed, c.source_ms,
+                      request_id=req.request_id, known=f.user_idx is not None)
 
 
 def similar_request(item_id: int, n: int) -> Request:

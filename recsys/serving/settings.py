@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from recsys.events.settings import EventsConfig
+from recsys.experiments.settings import ExperimentConfig
 
 
 class Topology(StrEnum):
@@ -115,6 +116,8 @@ class ServeConfig:
     # the candidate sources each surface asks; null = every source of the bundle
     surface_sources: dict[str, list[str] | None] = field(default_factory=lambda: {
         "home": None, "search": ["content"], "post_play": ["cowatch", "content"]})
+    # source -> most new titles it may add, in place of the trained quota (an arm's knob too)
+    candidate_quotas: dict[str, int] = field(default_factory=dict)
     rerank: RerankConfig = field(default_factory=RerankConfig)
     router: DeploymentConfig = field(default_factory=DeploymentConfig)
     # The recommender deployment (serve/app.py's ``Recommender``: the request path, artefacts
@@ -143,6 +146,9 @@ class ServeConfig:
     # live events: POST /v1/events -> the log -> the stream processor -> the shared store that
     # every replica reads (recsys/events/settings.py); serve.events.backend=sqlite|redis
     events: EventsConfig = field(default_factory=EventsConfig)
+    # A/B and interleave experiments (configs/ab/, one file each: ab=[name,...]), assigned per
+    # request; every response is logged as an impression event (serve.events.exposures)
+    experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
 
     def live_folder(self) -> Path:
         """Where the embedded log and store (and a stack-started Redis) keep their files:

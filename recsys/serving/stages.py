@@ -32,6 +32,7 @@ class Request:
     region: str | None = None
     max_maturity: str | None = None
     exclude: list[int] = field(default_factory=list)  # raw ids
+    request_id: str = ""  # the response's id: seeds an interleaved draft, ties exposures
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Recommendation:
     score: float
     reason: str
     sources: list[str]
+    arm: str | None = None  # interleaving: the arm (team) this slot is credited to
 
 
 @dataclass
@@ -101,6 +103,9 @@ class Result:
     filtered: dict[str, int]
     diversity_relaxed: bool = False  # too few candidates to meet the genre quota (rerank.py)
     source_timings_ms: dict[str, float] = field(default_factory=dict)  # per candidate source
+    request_id: str = ""
+    known: bool = False  # a user the served models were trained on
+    experiments: list[dict[str, str]] = field(default_factory=list)  # experiment, arm, kind
 
 
 class StageClock:

@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 # bottom first; a package may import its own layer and any layer below
 LAYERS = [
     {"__init__", "device", "progress", "tracking", "data", "index", "runtime"},
-    {"candidates", "eval", "events", "ranking"},
+    {"candidates", "eval", "events", "experiments", "ranking"},
     {"serving"},
     {"train"},
-    {"config", "doctor", "stream"},
+    {"config", "doctor", "stream", "ab"},
 ]
 HYDRA = ("hydra", "omegaconf")
 

@@ -1,0 +1,1 @@
+"""A/B tests and interleaving: configuration, assignment, statistics, analysis."""
