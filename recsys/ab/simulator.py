@@ -8,13 +8,19 @@ The behaviour model, per visit (every knob in ``SimSettings``):
   1/shape)`` per user, so some users are many times as active as others (what makes
   pre-experiment engagement a useful CUPED covariate, as on real traffic);
 * position k (0-based) is examined with probability ``1 / (k + 1) ** examine_decay``;
+* each user has a propensity ``~ Gamma(propensity_shape, 1/propensity_shape)`` that scales
+  their click probabilities (capped at 1): some people watch much more than others, whatever
+  is shown, which is what makes their pre-period engagement predict their engagement in the
+  experiment;
 * an examined title is clicked with a probability set by its held-out rating: a positive
   (>= ``positive_rating``) ``click_positive``, a rated title below it ``click_rated``, any other
   ``click_other``;
 * a click becomes a play with ``play_positive`` / ``play_other``, with a watch fraction drawn
   around the held-out rating (``rating / 5``, jittered), so completions (>= 0.7) follow taste;
-* a played title joins the user's history (the watched filter and history sources see it), as
-  the live store would after the play's 202.
+* during the experiment a played title joins the user's history (the watched filter and
+  history sources see it), as the live store would after the play's 202; pre-period plays
+  measure each user's engagement but leave their history as the models were trained on it,
+  so every arm starts from the state the offline evaluation measured.
 
 The simulator writes exactly the records the stack writes: an exposure per response
 (``recsys.experiments.exposures``) and click / play events carrying its ``request_id``, so the
@@ -44,6 +50,7 @@ class SimSettings:
     days: int = 7  # experiment days
     visits_per_day: float = 0.5  # a user of average activity
     activity_shape: float = 1.0  # Gamma shape of the users' activity (1 = exponential)
+    propensity_shape: float = 2.0  # Gamma shape of the users' propensity to click
     n: int = 10  # titles per home row
     examine_decay: float = 1.0
     positive_rating: float = 4.0
@@ -86,7 +93,7 @@ class ClickModel:
         self.s, self.held_out = settings, held_out
 
     def react(self, user_idx: int, item_ids: list[int], item_index: dict[int, int],
-              rng: np.random.Generator) -> list[Reaction]:
+              rng: np.random.Generator, propensity: float = 1.0) -> list[Reaction]:
         s, taste = self.s, self.held_out.of(user_idx)
         out = []
         for k, item in enumerate(item_ids):
@@ -96,7 +103,7 @@ class ClickModel:
             positive = rating is not None and rating >= s.positive_rating
             p_click = (s.click_positive if positive
                        else s.click_rated if rating is not None else s.click_other)
-            if rng.random() >= p_click:
+            if rng.random() >= min(1.0, p_click * propensity):
                 continue
             played = rng.random() < (s.play_positive if positive else s.play_other)
             base = (rating / 5.0) if rating is not None else 0.3
@@ -143,6 +150,7 @@ class Simulator:
         s = self.s
         rng = np.random.default_rng(s.seed)
         activity = rng.gamma(s.activity_shape, 1.0 / s.activity_shape, len(users))
+        propensity = rng.gamma(s.propensity_shape, 1.0 / s.propensity_shape, len(users))
         days = range(-s.pre_days, s.days)
         for day in progress_bar(days, desc="simulated days", enabled=progress):
             recommend = self.control if day < 0 else self.served
@@ -151,18 +159,20 @@ class Simulator:
             times = np.sort(rng.integers(0, DAY_MS - 60_000, len(order)))
             for slot, at in zip(order, times, strict=True):
                 yield from self.visit(int(users[slot]), recommend,
-                                      s.start_ms + day * DAY_MS + int(at), rng)
+                                      s.start_ms + day * DAY_MS + int(at), rng,
+                                      float(propensity[slot]), remember=day >= 0)
 
     def visit(self, user_idx: int, recommend: Recommend, ts_ms: int,
-              rng: np.random.Generator) -> list[dict[str, Any]]:
+              rng: np.random.Generator, propensity: float = 1.0, remember: bool = True
+              ) -> list[dict[str, Any]]:
         user_id = int(self.user_ids[user_idx])
         request_id = uuid.uuid4().hex
         result = recommend(Request(user_id=user_id, n=self.s.n, request_id=request_id))
         items = [r.item_id for r in result.items]
         latency = sum(result.timings_ms.values())
         exposure = exposure_record(result_record(result), ts_ms, latency)
-        reactions = self.model.react(user_idx, items, self.item_index, rng)
-        if self.append is not None:
+        reactions = self.model.react(user_idx, items, self.item_index, rng, propensity)
+        if self.append is not None and remember:
             for r in reactions:
                 if r.played:
                     self.append(user_idx, self.item_index[r.item_id], r.watch_fraction * 5.0,

@@ -11,31 +11,28 @@ only feed the pre-period covariate. The rest is vectorised, per user (the random
 from __future__ import annotations
 
 import gc
-import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recsys.experiments.assignment import INTERLEAVED
-from recsys.experiments.settings import ExperimentConfig, ExperimentKind
+from recsys.experiments.pre_period import pre_parts
+from recsys.experiments.reading import EVENT_COLUMNS, read
+from recsys.experiments.settings import ExperimentConfig
 from recsys.experiments.stats import Estimate, mean_difference, ratio_difference
 
 # watch seconds of a play without duration_s (backfills may lack it): a fraction of one hour
 DEFAULT_DURATION_S = 3600.0
-ENGAGEMENTS = ("play", "click")
 # metric -> (numerator, denominator) of the user table: a ratio of sums over users; None: a mean
 METRIC_PARTS: dict[str, tuple[str, str | None]] = {
     "ctr": ("clicks", "exposures"), "play_rate": ("plays", "exposures"),
     "completion_rate": ("completes", "plays"), "watch_time": ("watch_s", None)}
 EXPOSURE_COLUMNS = ["request_id", "user_id", "ts_ms", "arm", "surface", "items", "teams",
                     "latency_ms"]
-_EVENT_COLS = ["user_id", "ts_ms", "item_id", "play", "watch_fraction", "duration_s", "request_id"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,106 +46,7 @@ class ExperimentData:
     pre: pd.Series  # user_id -> plays + clicks before the user's first exposure (0 if none)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> malformed records
     engaged_fraction: float = 0.7
-
-
-class _Bad(Exception):
-    """A record that cannot be read; its message is the reason it is counted under."""
-
-
-def _id(value: Any, kind: str, name: str) -> int:
-    """A non-negative integer id (a bool or 5.0 is none); the exact type first, at C speed."""
-    if type(value) is int or (isinstance(value, Integral) and not isinstance(value, bool)):
-        if value >= 0:
-            return int(value)
-    raise _Bad(f"{kind}: missing or bad {name}")
-
-
-def _number(value: Any) -> float | None:
-    if type(value) in (int, float) or (isinstance(value, Real) and not isinstance(value, bool)):
-        return float(value) if math.isfinite(value) else None
-    return None
-
-
-def _time(rec: dict, kind: str) -> int:
-    ts = _number(rec.get("ts_ms"))
-    if ts is None:
-        raise _Bad(f"{kind}: missing or bad ts_ms")
-    return int(ts)
-
-
-def _exposure(rec: dict, cfg: ExperimentConfig, teams_of: dict[Any, str]) -> tuple | None:
-    """The exposure's row, or None when it is not one of this experiment's."""
-    entries = rec.get("experiments")
-    if entries is not None and not isinstance(entries, list):
-        raise _Bad("exposure: experiments not a list")
-    entry = next((e for e in entries or () if isinstance(e, dict)
-                  and e.get("experiment") == cfg.name), None)
-    if entry is None:
-        return None
-    items, request_id, arm = rec["items"], rec.get("request_id"), entry.get("arm")
-    if not isinstance(items, list):
-        raise _Bad("exposure: items not a list")
-    if not (set(map(type, items)) <= {int} and min(items, default=0) >= 0):  # at C speed
-        items = [_id(item, "exposure", "item_id") for item in items]
-    user, ts = _id(rec.get("user_id"), "exposure", "user_id"), _time(rec, "exposure")
-    if not isinstance(request_id, str) or not request_id:
-        raise _Bad("exposure: missing or bad request_id")
-    interleave = cfg.kind == ExperimentKind.interleave
-    if not isinstance(arm, str) or arm not in ({INTERLEAVED} if interleave else teams_of):
-        raise _Bad("exposure: unknown arm")
-    teams = None
-    if interleave:  # an A/B exposure's teams belong to another layer's interleave experiment
-        raw = rec.get("teams")
-        try:
-            teams = [None if t is None else teams_of[t] for t in raw]
-        except (KeyError, TypeError):
-            raise _Bad("exposure: bad teams") from None
-        if not isinstance(raw, list) or len(teams) != len(items):
-            raise _Bad("exposure: bad teams")
-    latency = _number(rec.get("latency_ms"))
-    surface = rec.get("surface") if isinstance(rec.get("surface"), str) else None
-    return (request_id, user, ts, arm, surface, list(items), teams,
-            math.nan if latency is None else latency)
-
-
-def _engagement(rec: dict, kind: str) -> tuple:
-    """A play's or click's row (_EVENT_COLS)."""
-    user, ts = _id(rec.get("user_id"), kind, "user_id"), _time(rec, kind)
-    item, request_id = _id(rec.get("item_id"), kind, "item_id"), rec.get("request_id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise _Bad(f"{kind}: bad request_id")
-    fraction = duration = math.nan
-    if kind == "play":
-        fraction = _number(rec.get("watch_fraction"))
-        if fraction is None or not 0.0 <= fraction <= 1.0:
-            raise _Bad("play: missing or bad watch_fraction")
-        if "duration_s" in rec and not (duration := _number(rec["duration_s"]) or -1.0) > 0:
-            raise _Bad("play: bad duration_s")
-    return user, ts, item, kind == "play", fraction, duration, request_id
-
-
-def _read(records: Iterable[dict], cfg: ExperimentConfig, teams_of: dict[Any, str],
-          skipped: Counter[str]) -> tuple[list[tuple], list[tuple]]:
-    """The one pass: the experiment's exposure rows and every play's and click's row (run with
-    the cyclic collector off: it would walk every live record again, for no cycles)."""
-    shown: list[tuple] = []
-    events: list[tuple] = []
-    requests: set[str] = set()
-    for rec in records:
-        try:
-            if not isinstance(rec, dict):
-                raise _Bad("not a dict")
-            kind = rec.get("type")
-            if kind in ENGAGEMENTS:
-                events.append(_engagement(rec, kind))
-            elif kind == "impression" and "items" in rec and (row := _exposure(rec, cfg, teams_of)):
-                if row[0] in requests:
-                    raise _Bad("exposure: duplicate request_id")
-                requests.add(row[0])
-                shown.append(row)
-        except _Bad as bad:
-            skipped[str(bad)] += 1
-    return shown, events
+    pre_parts: pd.DataFrame | None = None  # user_id -> pre_period.PARTS before the first
 
 
 def collect(records: Iterable[dict], experiment: ExperimentConfig,
@@ -166,22 +64,25 @@ def collect(records: Iterable[dict], experiment: ExperimentConfig,
     enabled = gc.isenabled()
     gc.disable()
     try:
-        shown, events = _read(records, cfg, teams_of, skipped)
+        others: list[tuple] = []
+        shown, events = read(records, cfg, teams_of, skipped, others)
     finally:
         if enabled:
             gc.enable()
     exposures = pd.DataFrame(shown, columns=EXPOSURE_COLUMNS).astype(
         {"user_id": "int64", "ts_ms": "int64", "latency_ms": "float64"})
     exposures = exposures.sort_values("ts_ms", kind="stable", ignore_index=True)  # ties: log order
-    ev = pd.DataFrame(events, columns=_EVENT_COLS).astype(
+    ev = pd.DataFrame(events, columns=EVENT_COLUMNS).astype(
         {"user_id": "int64", "ts_ms": "int64", "item_id": "int64", "play": "bool",
          "watch_fraction": "float64", "duration_s": "float64"})
     first = exposures.groupby("user_id")["ts_ms"].min()
     before = ev["ts_ms"] < ev["user_id"].map(first)  # nan (not exposed) compares False
     pre = ev.loc[before, "user_id"].value_counts().reindex(first.index, fill_value=0)
     engagement = _attribute(ev, exposures, engaged_fraction, skipped)
+    parts = pre_parts(ev, pd.DataFrame(others, columns=["user_id", "ts_ms"], dtype="int64"),
+                      first, engaged_fraction, DEFAULT_DURATION_S)
     return ExperimentData(cfg, exposures, engagement, pre.astype("int64").rename("pre"),
-                          dict(skipped), engaged_fraction)
+                          dict(skipped), engaged_fraction, parts)
 
 
 def _attribute(ev: pd.DataFrame, exposures: pd.DataFrame, engaged_fraction: float,
@@ -244,6 +145,10 @@ def user_table(data: ExperimentData, until_ms: int | None = None) -> pd.DataFram
     table = table.join(sums.reindex(table.index, fill_value=0).set_axis(
         ["clicks", "plays", "completes", "watch_s"], axis=1))
     table["pre"] = data.pre.reindex(table.index, fill_value=0).to_numpy()
+    if data.pre_parts is not None:
+        parts = data.pre_parts.reindex(table.index, fill_value=0.0)
+        for column in parts:
+            table[f"pre_{column}"] = parts[column].to_numpy()
     return table
 
 

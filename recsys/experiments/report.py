@@ -36,6 +36,7 @@ from recsys.experiments.analysis import (
 )
 from recsys.experiments.interleave import preference, user_preference
 from recsys.experiments.plots import fmt, fmt_ci, fmt_p, fmt_pct, md_table, new_band, push
+from recsys.experiments.pre_period import covariate
 from recsys.experiments.sequential import DEFAULT_TAU_SD
 from recsys.experiments.settings import ExperimentConfig, ExperimentKind
 from recsys.experiments.stats import (
@@ -46,6 +47,10 @@ from recsys.experiments.stats import (
     users_for_power,
 )
 
+# A look counts towards the sequential test once each arm has this many users: before, the
+# per-user variance is estimated from a handful of users and the z-statistic the mSPRT
+# takes as normal is not (the burn-in of every production sequential test)
+MIN_LOOK_USERS = 100
 MAX_LOOKS = 100  # more periods than this are merged (the report must stay seconds, not minutes)
 SRM_ALPHA = 1e-3  # Fabijan et al. 2019: below this the split is broken, not unlucky
 MULTI_ARM_SHARE = 0.01  # users seen in more than one arm, above this share: flagged
@@ -127,7 +132,7 @@ def build_report(records: Iterable[dict], cfg: ExperimentConfig, out_dir: Path,
             f"Experiment `{cfg.name}` ({cfg.kind}), arms: "
             + ", ".join(f"`{a.name}`" for a in cfg.arms) + f" (control `{cfg.arms[0].name}`); "
             f"{len(data.exposures)} exposures over {days[-1] if len(days) else 0:.2f} days, "
-            f"{len(ends)} looks every {period_used / 3600:g} h; alpha {cfg.alpha:g}.", ""]
+            f"{len(ends)} looks every {_duration(period_used)}; alpha {cfg.alpha:g}.", ""]
     if cfg.kind == ExperimentKind.interleave:
         body, summary, figs = _interleave(data, ends, days, out_dir)
     else:
@@ -144,6 +149,10 @@ def build_report(records: Iterable[dict], cfg: ExperimentConfig, out_dir: Path,
     summary = _jsonable(summary)
     json.dumps(summary, allow_nan=False)  # fail here, not in the caller, if a value slipped
     return Report(markdown, path, figs, summary)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds:.3g} s"
 
 
 def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
@@ -165,7 +174,7 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
     multi = int(table["multi_arm"].sum())
     share = multi / len(table) if len(table) else 0.0
     # primary metric per user, linearised for a ratio metric (analysis.linearised)
-    y, pre = linearised(table, primary).to_numpy(), table["pre"].to_numpy(float)
+    y, pre = linearised(table, primary).to_numpy(), covariate(table, *METRIC_PARTS[primary])
     mask = {arm: (table["arm"] == arm).to_numpy() for arm in names}
     tau2 = {arm: _tau2(y[mask[control]], y[mask[arm]]) for arm in treatments}
     cuped = {arm: cuped_difference(y[mask[control]], pre[mask[control]], y[mask[arm]],
@@ -185,7 +194,8 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
                 e = look_est[m][arm]
                 push(bands[m][arm], e.diff, e.ci_low, e.ci_high)
             c, t = yk[arms_k == control], yk[arms_k == arm]
-            seq[arm].append(msprt(c, t, tau2[arm]))
+            burn_in = min(len(c), len(t)) < MIN_LOOK_USERS  # the normal approximation's
+            seq[arm].append(1.0 if burn_in else msprt(c, t, tau2[arm]))
             low, high = confidence_sequence(c, t, alpha, tau2[arm])
             push(cs_band[arm], (low + high) / 2, low, high)
     seq_p = {arm: float(np.minimum.accumulate(seq[arm])[-1]) if seq[arm] else 1.0
@@ -221,9 +231,10 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
               f"{100 * MULTI_ARM_SHARE:g} %); each is kept under the arm of their first "
               "exposure.", ""]
     lines += [f"## CUPED on {LABELS[primary]}", "",
-              "Covariate: the user's plays and clicks before their first exposure. A ratio "
-              "metric is linearised per arm (`analysis.linearised`), so the adjusted "
-              "difference estimates the ratio's difference.", ""] + md_table(
+              "Covariate: the same metric in the user's pre-period (before their first "
+              "exposure in the experiment; `recsys/experiments/pre_period.py`), linearised "
+              "for a ratio; the metric is linearised per arm (`analysis.linearised`), so the "
+              "adjusted difference estimates the ratio's difference.", ""] + md_table(
         ["arm", "difference", ci, "p", "variance reduction"],
         [[f"`{a}`", fmt(e.diff, spec), fmt_ci(e.ci_low, e.ci_high, spec), fmt_p(e.p_value),
           f"{100 * r:.1f} %"] for a, (e, r) in cuped.items()])

@@ -273,3 +273,26 @@ def test_interleave_teams_logged_as_indices_and_bad_teams_are_skipped() -> None:
     assert data.skipped == {"exposure: bad teams": 1, "exposure: unknown arm": 1}
     assert data.engagement["team"].tolist() == ["ease_only"]
     assert interleave_credit(data).loc[1].tolist() == [0, 1]
+
+
+def test_the_pre_period_counts_exposures_and_engagement_before_the_experiment() -> None:
+    """CUPED's covariate is the metric itself before the user's first exposure in the
+    experiment: exposures outside it (no experiment, or another one) and the engagement then."""
+    from recsys.experiments.pre_period import covariate
+
+    before = [_exposure("p1", 1, 100, "x", [5, 6], experiment="other"),
+              {**_exposure("p2", 1, 200, "x", [7]), "experiments": []},
+              _engage("play", 1, 5, 150, "p1", watch=0.9), _engage("click", 1, 7, 250, "p2"),
+              _exposure("p3", 2, 100, "x", [5], experiment="other")]
+    during = [_exposure("r1", 1, 1_000, "control", [8, 9]),
+              _exposure("r2", 2, 1_000, "treat", [8]),
+              _exposure("late", 1, 2_000, "x", [5], experiment="other"),  # after: not pre
+              _engage("play", 1, 8, 1_100, "r1", watch=0.5)]
+    data = collect(before + during, _cfg())
+    table = user_table(data)
+    assert table.loc[1, ["pre_exposures", "pre_plays", "pre_clicks", "pre_completes"]
+                     ].tolist() == [2, 1, 1, 1]
+    assert table.loc[2, ["pre_exposures", "pre_plays"]].tolist() == [1, 0]
+    assert table.loc[1, "plays"] == 1 and table.loc[1, "exposures"] == 1  # not the pre ones
+    x = covariate(table, "plays", "exposures")  # plays - (1 / 3) * exposures, per user
+    np.testing.assert_allclose(x, [1 - 2 / 3, 0 - 1 / 3])
