@@ -42,7 +42,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     data_params = OmegaConf.to_container(cfg.data, resolve=True)
     dataset = load_dataset(**data_params)
     split, data = prepare(dataset, cfg.split.kind, cfg.split.fraction, cfg.split.seed,
-                          cfg.eval.positive_threshold)
+                          cfg.eval.positive_threshold, cfg.split.days)
 
     log.info("fitting %s", cfg.model._target_)
     model = instantiate(cfg.model)

@@ -25,7 +25,7 @@ from recsys.train.settings import RankerConfig, TrainerConfig
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # ml-latest-small | ml-100k | ml-1m | synthetic
+    name: str = MISSING  # ml-latest-small | ml-100k | ml-1m | synthetic | events
     # Folder holding <name>/ (MovieLens) or the generated data (synthetic); null = bundled copy.
     root: str | None = None
 
@@ -44,6 +44,19 @@ class SyntheticDataConfig(DataConfig):
     rating_share: float = 0.1
     search_share: float = 0.05
     seed: int = 42
+
+
+@dataclass
+class EventsDataConfig(DataConfig):
+    """``data=events``: train on the logged events (``recsys.data.events_data``)."""
+
+    name: str = "events"
+    path: str | None = None  # the folder `python -m recsys.stream export` wrote (required)
+    days: int | None = None  # the last N calendar days of the export; null = all of it
+    catalog: str = "ml-latest-small"  # the MovieLens release whose titles the stack served
+    engaged_fraction: float = 0.7  # a play watched this far is engagement (a positive)
+    engaged_rating: float = 5.0  # the rating an engaged play counts as
+    event_types: list[str] = field(default_factory=lambda: ["play", "rating"])
 
 
 @dataclass
@@ -166,6 +179,7 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="schema/data", name="movielens", node=DataConfig)
     cs.store(group="schema/data", name="synthetic", node=SyntheticDataConfig)
+    cs.store(group="schema/data", name="events", node=EventsDataConfig)
     cs.store(group="schema/model", name="ease", node=EaseConfig)
     cs.store(group="schema/model", name="popular", node=PopularConfig)
     cs.store(group="schema/model", name="als", node=ALSConfig)

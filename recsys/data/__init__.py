@@ -8,15 +8,21 @@ from recsys.data.movielens import DATASETS as MOVIELENS
 
 
 def load_dataset(name: str, root: str | None = None, **synthetic_params) -> Dataset:
-    """Load a dataset by config name: a MovieLens release, or synthetic data (generated on first
-    use into ``root`` and reused while its parameters match)."""
+    """Load a dataset by config name: a MovieLens release, synthetic data (generated on first
+    use into ``root`` and reused while its parameters match), or the logged events (``events``:
+    the log's export, ``path``, with a MovieLens catalog from ``root``)."""
     if name in MOVIELENS:
         from recsys.data.movielens import load_movielens
 
         return load_movielens(name, root)
     if name == "synthetic":
         return load_or_generate_synthetic(root, **synthetic_params)
-    raise RecsysError(f"unknown dataset '{name}'; choose one of {', '.join(MOVIELENS)}, synthetic")
+    if name == "events":  # the log's Parquet export (recsys.data.events_data)
+        from recsys.data.events_data import load_events
+
+        return load_events(root=root, **synthetic_params)
+    raise RecsysError(f"unknown dataset '{name}'; choose one of {', '.join(MOVIELENS)}, "
+                      "synthetic, events")
 
 
 def load_or_generate_synthetic(root: str | None, progress: bool = True, **params) -> Dataset:

@@ -25,6 +25,7 @@ class SplitKind(StrEnum):
     random = "random"
     temporal = "temporal"
     leave_last = "leave_last"
+    last_days = "last_days"  # every event of the last `days` calendar days (event time)
 
 
 @dataclass
@@ -32,8 +33,9 @@ class SplitConfig:
     """The ``split`` config group's schema (``seed`` follows the run seed in configs/split/)."""
 
     kind: SplitKind = SplitKind.random
-    fraction: float = 0.2  # share of each user's events held out (ignored by leave_last)
+    fraction: float = 0.2  # share of each user's events held out (random, temporal)
     seed: int = 42
+    days: int = 1  # last_days: days held out, counted back from the newest event
 
 
 @dataclass
@@ -47,20 +49,23 @@ class Split:
 
 
 def split_interactions(
-    interactions: pd.DataFrame, kind: str, fraction: float = 0.2, seed: int = 42
+    interactions: pd.DataFrame, kind: str, fraction: float = 0.2, seed: int = 42,
+    days: int = 1,
 ) -> Split:
     """Split ``interactions`` (with a ``user_idx`` column) into train and test."""
     if kind not in set(SplitKind):
         raise RecsysError(f"unknown split '{kind}'; choose one of "
                           f"{', '.join(k.value for k in SplitKind)}")
-    if kind != "leave_last" and not 0.0 < fraction < 1.0:
+    if kind in ("random", "temporal") and not 0.0 < fraction < 1.0:
         raise RecsysError(f"split fraction must be in (0, 1), got {fraction}")
-    if kind in ("temporal", "leave_last") and not has_timestamps(interactions):
+    if kind in ("temporal", "leave_last", "last_days") and not has_timestamps(interactions):
         missing = int(interactions["timestamp"].isna().sum())
         raise RecsysError(
             f"a {kind} split needs a timestamp on every event, but {missing:,} of "
             f"{len(interactions):,} have none; use split=random for this dataset"
         )
+    if kind == "last_days":
+        return split_last_days(interactions, days)
     users = interactions["user_idx"].to_numpy()
     if kind == "random":
         order_key = np.random.default_rng(seed).random(len(interactions))
@@ -87,3 +92,18 @@ def split_interactions(
         train=interactions[~is_test].reset_index(drop=True),
         test=interactions[is_test].reset_index(drop=True),
     )
+
+
+def split_last_days(interactions: pd.DataFrame, days: int) -> Split:
+    """Hold out every event of the last ``days`` UTC calendar days up to the newest event: a
+    daily retrain is judged on the day it did not see."""
+    if days < 1:
+        raise RecsysError(f"split.days must be >= 1, got {days}")
+    ts = interactions["timestamp"].to_numpy(dtype=np.int64)
+    cutoff = (int(ts.max()) // 86_400 - (days - 1)) * 86_400
+    is_test = ts >= cutoff
+    if is_test.all():
+        raise RecsysError(f"split=last_days with days={days} holds out every event; the data "
+                          "spans fewer days: lower split.days or read more (data.days)")
+    return Split(train=interactions[~is_test].reset_index(drop=True),
+                 test=interactions[is_test].reset_index(drop=True))

@@ -69,9 +69,9 @@ class EvalData:
 
 
 def prepare(dataset: Dataset, kind: str = "random", fraction: float = 0.2, seed: int = 42,
-            positive_threshold: float | None = 4.0) -> tuple[Split, EvalData]:
+            positive_threshold: float | None = 4.0, days: int = 1) -> tuple[Split, EvalData]:
     """Split a dataset and build the protocol's matrices (the same for every model compared)."""
-    split = split_interactions(dataset.interactions, kind, fraction, seed)
+    split = split_interactions(dataset.interactions, kind, fraction, seed, days)
     data = EvalData.build(split.train, split.test, dataset.n_users, dataset.n_items,
                           positive_threshold)
     if len(data.users) == 0:

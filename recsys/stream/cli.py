@@ -9,6 +9,9 @@ the operator's tools for the log and the store.
                    then apply them
     status         the log's size, the processor's lag, dead letters
     dead-letters   the newest refused and late events (``--limit N``)
+    export         the log as Parquet, a partition per day of event time (``--out DIR``,
+                   default ``<live folder>/export``): idempotent, a re-run writes only the
+                   days whose events changed (``recsys.events.export``)
 
 Where: ``serve.events`` (backend, path or redis_url), or the folder beside
 ``serve.artefacts_root``. A bad override or an unreachable backend ends with one sentence and
@@ -32,7 +35,7 @@ from recsys.events.store import open_store
 from recsys.progress import progress_bar
 from recsys.serving.settings import ServeConfig
 
-COMMANDS = ("run", "replay", "backfill", "status", "dead-letters")
+COMMANDS = ("run", "replay", "backfill", "status", "dead-letters", "export")
 log = logging.getLogger("recsys.stream")
 
 
@@ -45,15 +48,23 @@ def main(argv: list[str]) -> int:
         print(f"error: unknown command '{command}'; choose one of {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
-    limit = 20
-    if "--limit" in rest:
-        at = rest.index("--limit")
-        limit = int(rest[at + 1]) if at + 1 < len(rest) and rest[at + 1].isdigit() else 20
-        rest = rest[:at] + rest[at + 2:]
+    options: dict[str, str] = {}
+    for name in ("--limit", "--out"):
+        if name in rest:
+            at = rest.index(name)
+            if at + 1 >= len(rest) or "=" in rest[at + 1]:
+                print(f"error: {name} needs a value", file=sys.stderr)
+                return 2
+            options[name[2:]] = rest[at + 1]
+            rest = rest[:at] + rest[at + 2:]
+    if not options.get("limit", "20").isdigit():
+        print(f"error: --limit must be a whole number, got {options['limit']!r}",
+              file=sys.stderr)
+        return 2
     try:
         cfg = compose_or_refuse(rest)
         serve_cfg: ServeConfig = plain(cfg.serve)
-        return COMMAND_BODIES[command](cfg, serve_cfg, limit)
+        return COMMAND_BODIES[command](cfg, serve_cfg, options)
     except (RecsysError, LogUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -64,7 +75,7 @@ def backends(serve_cfg: ServeConfig, rebuild: bool = False):
     return open_log(serve_cfg.events, folder), open_store(serve_cfg.events, folder, rebuild)
 
 
-def run(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+def run(cfg, serve_cfg: ServeConfig, options: dict[str, str]) -> int:
     event_log, store = backends(serve_cfg)
     processor = StreamProcessor(event_log, store, serve_cfg.events)
     stop = threading.Event()
@@ -83,7 +94,7 @@ def run(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
     return 0
 
 
-def replay_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+def replay_command(cfg, serve_cfg: ServeConfig, options: dict[str, str]) -> int:
     event_log, store = backends(serve_cfg, rebuild=True)
     started = time.perf_counter()
     n = replay(event_log, store, serve_cfg.events)
@@ -91,7 +102,7 @@ def replay_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
     return 0
 
 
-def backfill_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+def backfill_command(cfg, serve_cfg: ServeConfig, options: dict[str, str]) -> int:
     from recsys.data import load_dataset
     from recsys.events.backfill import backfill
 
@@ -107,7 +118,7 @@ def backfill_command(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
     return 0
 
 
-def status(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
+def status(cfg, serve_cfg: ServeConfig, options: dict[str, str]) -> int:
     event_log, _ = backends(serve_cfg)
     print(json.dumps({"backend": str(serve_cfg.events.backend), "records": event_log.count(),
                       "processor_lag": event_log.lag("processor"),
@@ -115,13 +126,28 @@ def status(cfg, serve_cfg: ServeConfig, _limit: int) -> int:
     return 0
 
 
-def dead_letters(cfg, serve_cfg: ServeConfig, limit: int) -> int:
+def dead_letters(cfg, serve_cfg: ServeConfig, options: dict[str, str]) -> int:
     event_log, _ = backends(serve_cfg)
-    for d in event_log.dead_letters(limit):
+    for d in event_log.dead_letters(int(options.get("limit", 20))):
         print(json.dumps({"reason": d.reason, "detail": d.detail, "event_id": d.event_id,
                           "received_ms": d.received_ms, "payload": d.payload}))
     return 0
 
 
+def export_command(cfg, serve_cfg: ServeConfig, options: dict[str, str]) -> int:
+    from pathlib import Path
+
+    from recsys.events.export import export
+
+    out = Path(options.get("out") or serve_cfg.live_folder() / "export")
+    event_log, _ = backends(serve_cfg)
+    records = (entry.record for batch in event_log.scan() for entry in batch)
+    done = export(records, out)
+    print(f"exported {done.rows} records in {done.partitions} daily partitions to {out}: "
+          f"{len(done.written)} written ({', '.join(done.written) or 'none changed'}) in "
+          f"{done.seconds:.1f} s")
+    return 0
+
+
 COMMAND_BODIES = {"run": run, "replay": replay_command, "backfill": backfill_command,
-                  "status": status, "dead-letters": dead_letters}
+                  "status": status, "dead-letters": dead_letters, "export": export_command}

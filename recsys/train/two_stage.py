@@ -105,7 +105,7 @@ def train_ranker(job: TwoStageJob, run_dir: Path) -> dict[str, dict[str, float]]
     dataset = load_dataset(**job.data)
     log.info(dataset.summary())
     split, data = prepare(dataset, job.split.kind, job.split.fraction, job.split.seed,
-                          job.eval.positive_threshold)
+                          job.eval.positive_threshold, job.split.days)
     r, progress = job.ranker, job.trainer.progress
     ranker_data = prepare_ranker_data(dataset, split.train, job.make_sources, r.features,
                                       r.negatives, r.stacking, progress=progress)
