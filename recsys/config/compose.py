@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from recsys import RecsysError
@@ -34,6 +34,9 @@ def compose_or_refuse(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
         return compose_config(overrides)
     except ConfigCompositionException as err:
         raise RecsysError(describe(err, list(overrides), str(CONFIG_DIR), "config")) from None
+    except OverrideParseException as err:  # bad override syntax: Hydra's own first line
+        raise RecsysError(str(err).splitlines()[0] + " (quote values that hold '=' or "
+                          "commas: key=['a=1','b=2'])") from None
 
 
 def plain(node: Any) -> Any:

@@ -18,6 +18,7 @@ from recsys.candidates.cowatch import CoWatchMethod
 from recsys.data.splits import SplitConfig
 from recsys.eval.protocol import EvalConfig
 from recsys.index.faiss_index import Metric
+from recsys.retrain.settings import RetrainConfig
 from recsys.serving.settings import ServeConfig  # the serve group: the serving layer's own
 from recsys.tracking import LoggerConfig
 from recsys.train.settings import RankerConfig, TrainerConfig
@@ -169,6 +170,7 @@ class Config:
     logger: Any = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)  # python -m recsys.retrain
     seed: int = 42
     name: str = "default"  # run name, shown in wandb and the output folder
 

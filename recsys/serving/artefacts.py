@@ -63,8 +63,9 @@ class ArtefactStore:
                 continue
         raise RecsysError(f"Could not create a new version under {self.versions_dir}.")
 
-    def publish(self, version: str | Path) -> Path:
-        """Write the version's manifest and point ``latest`` at it (atomically)."""
+    def publish(self, version: str | Path, extra: dict | None = None) -> Path:
+        """Write the version's manifest (with ``extra``: why it was published, e.g. a
+        retrain's gate) and point ``latest`` at it (atomically)."""
         name = _check_name(Path(version).name)
         path = self.versions_dir / name
         if not path.is_dir():
@@ -73,7 +74,7 @@ class ArtefactStore:
         files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
                        if p.is_file() and p.name != MANIFEST)
         manifest = {"version": name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "files": files}
+                    "files": files, **(extra or {})}
         tmp_manifest = path / f".{MANIFEST}.tmp"
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(tmp_manifest, path / MANIFEST)

@@ -61,7 +61,8 @@ def test_the_readme_lists_every_config_group():
 
 
 @pytest.mark.parametrize("override,valid", [
-    ("trainer.kind=rey", "local, ray"), ("split.kind=randm", "random, temporal, leave_last, last_days"),
+    ("trainer.kind=rey", "local, ray"),
+    ("split.kind=randm", "random, temporal, leave_last, last_days"),
     ("ranker.export.instance_kind=tpu", "cpu, gpu"), ("model=als", None),
     ("ranker.embedding_optimizer=adamw", "adagrad, rowwise_adagrad, sgd, adam"),
     ("index.metric=cos", "cosine, ip, l2"), ("logger.mode=offlin", "offline, online, disabled"),
@@ -103,7 +104,8 @@ def test_user_overrides_and_sweep_expansion():
 @pytest.mark.parametrize(
     "args,expected",
     [
-        (["data=nope"], "unknown data 'nope' (choose one of: events, ml-100k, ml-1m, ml-latest-small"),
+        (["data=nope"],
+         "unknown data 'nope' (choose one of: events, ml-100k, ml-1m, ml-latest-small"),
         (["data.nope=1"], "unknown config key 'data.nope' (valid keys in data: name, root)"),
         (["-m", "model=ease,nope"], "unknown model 'nope' (choose one of: als, content,"),
         (["trainr.device=cpu"], "unknown config key 'trainr.device' (valid keys: data, model"),

@@ -17,7 +17,7 @@ LAYERS = [
     {"candidates", "eval", "events", "experiments", "ranking"},
     {"serving"},
     {"train"},
-    {"config", "doctor", "stream", "ab"},
+    {"config", "doctor", "stream", "ab", "retrain"},
 ]
 HYDRA = ("hydra", "omegaconf")
 
