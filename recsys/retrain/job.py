@@ -133,19 +133,20 @@ def judge(serve_cfg: ServeConfig, r: RetrainConfig, train_cfg: Any, artefacts: P
           staging: Path, candidate: str) -> dict[str, Any]:
     """Both versions on the held-out day's users (``recsys.retrain.gate``)."""
     import numpy as np
-    from omegaconf import OmegaConf
 
+    from recsys.config.jobs import two_stage_job
     from recsys.data import load_dataset
     from recsys.data.splits import split_interactions
     from recsys.retrain.gate import passes, positives_of, replay_quality
     from recsys.serving.artefacts import ArtefactStore
     from recsys.serving.bundle import load_bundle
 
-    dataset = load_dataset(**OmegaConf.to_container(train_cfg.data, resolve=True))
+    job = two_stage_job(train_cfg)
+    dataset = load_dataset(**job.data)
     split = split_interactions(dataset.interactions, "last_days", days=int(r.holdout_days))
     columns = ["user_id", "item_id", "rating", "timestamp"]
     positives = positives_of(split.test[columns], split.train[columns],
-                             train_cfg.eval.positive_threshold)
+                             job.eval.positive_threshold)
     if r.users and len(positives) > r.users:
         keep = np.random.default_rng(0).choice(sorted(positives), r.users, replace=False)
         positives = {int(u): positives[int(u)] for u in keep}
