@@ -15,9 +15,7 @@ Triton's own rows / executions counters (``serve/metrics.py``). Errors cross the
 exceptions and become status codes here only (``serve/http_errors.py``).
 
 Live events (``serve.events.enabled``, the default): ``POST /v1/events`` appends to the durable
-log in this process (``serve/events_api.py``), the stream processor applies the log to the
-shared store, and every Recommender replica reads user state, trending and added titles from
-it. ``POST /v1/items`` goes through the log too: the titles are checked on a replica, appended,
+log here (``serve/events_api.py``); every replica reads the shared store the processor keeps. ``POST /v1/items`` goes through the log too: the titles are checked on a replica, appended,
 applied, and then every replica adds them (the one that answers at once, the others within a
 second, and a restarted one at its start). Both write endpoints need a write key
 (``serve/auth.py``); with events off, titles reach only the replica that handled the call.
@@ -99,7 +97,7 @@ class InProcess:
     def __init__(self, *recommender_args: Any) -> None:
         recommender = Recommender.func_or_class(*recommender_args)
         for name in ("recommend", "similar", "add_titles", "check_titles", "sync_catalog",
-                     "ready"):  # the router's calls
+                     "ready", "reconfigure"):  # the router's calls
             setattr(self, name, _Remote(getattr(recommender, name)))
 
 
@@ -136,6 +134,10 @@ class Router:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
         self.exposures = (ExposureWriter(self.events.log, self.writer)
                           if self.events is not None and self.events.cfg.exposures else None)
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:  # fused: the hot swap
+        if isinstance(self.recommender, InProcess):
+            await self.recommender.reconfigure.remote(user_config)
 
     def refused(self, request: Request, role: Role, endpoint: str) -> JSONResponse | None:
         """The 401 / 403 for a request without the key ``role`` needs, or None."""

@@ -6,11 +6,14 @@ raises: the router maps a ``RecsysError`` to its status code (``serve/http_error
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ray import serve
 
 from recsys.serving.settings import ServeConfig
+
+log = logging.getLogger(__name__)
 
 
 @serve.deployment
@@ -22,6 +25,7 @@ class Recommender:
         from recsys.serving.request_path import Request
         from serve.build import build_request_path
 
+        self.cfg, self.triton_url = cfg, triton_url
         self.path = build_request_path(cfg, version, triton_url)
         self.request_type = Request
         self.experiments = None  # no experiment configured: the served path, as it always was
@@ -29,6 +33,38 @@ class Recommender:
             from serve.build import experiment_paths
 
             self.experiments = experiment_paths(self.path, cfg, triton_url)
+        self.refused: dict[str, str] = {}  # versions that failed to load here -> why
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Ray Serve's in-place update (``user_config``): load ``{"version": ...}`` beside the
+        served one, on a worker thread while this replica keeps answering, warm it up, then
+        swap it in with one assignment. A request in flight finishes on the path it started
+        on; a version that fails to load is refused and the served one stays."""
+        import asyncio
+
+        version = (user_config or {}).get("version")
+        if not version or version == self.path.bundle.version or version in self.refused:
+            return
+        try:
+            path, experiments = await asyncio.to_thread(self.load, version)
+        except Exception as err:  # noqa: BLE001 - a bad version must never take serving down
+            self.refused[version] = f"{type(err).__name__}: {err}"
+            log.error("version %s refused, still serving %s: %s", version,
+                      self.path.bundle.version, self.refused[version])
+            return
+        old, self.path, self.experiments = self.path, path, experiments  # the swap
+        for worker in ("catalog_sync", "live_titles"):  # the old path's refresh threads
+            if (thread := getattr(old, worker, None)) is not None:
+                thread.stop()
+        log.info("now serving version %s", version)
+
+    def load(self, version: str) -> tuple[Any, Any]:
+        from serve.build import build_request_path, experiment_paths
+
+        path = build_request_path(self.cfg, version, self.triton_url)  # warmed up
+        experiments = (experiment_paths(path, self.cfg, self.triton_url)
+                       if self.cfg.experiments else None)
+        return path, experiments
 
     # async on purpose: the CPU stages run on the replica's event loop one request at a time
     # (threads would only fight over the GIL, benchmarks/serving.md), and the rank stage
@@ -72,7 +108,7 @@ class Recommender:
         ranker = self.path.ranker
         live = getattr(ranker, "live", lambda: ranker is not None)()
         out = {"version": self.path.bundle.version, "ranker": getattr(ranker, "name", None),
-               "ranker_live": bool(live)}
+               "ranker_live": bool(live), "versions_refused": dict(self.refused)}
         if self.experiments is not None:  # which experiments run, and which fell back
             out["experiments"] = sorted(self.experiments.plan.experiments)
             out["experiments_failed"] = dict(self.experiments.failed)

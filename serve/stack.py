@@ -44,6 +44,7 @@ class Stack:
     live_folder: Path | None = None
     redis: Any = None  # the RedisHandle when the stack started redis-server itself
     processor: Any = None  # the stream processor's Ray actor
+    watcher: Any = None  # the VersionWatcher following ``latest`` (None: hot swap off)
 
 
 def serve_settings(cfg: ServeConfig | DictConfig) -> ServeConfig:
@@ -97,22 +98,39 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
         auth = (keys, cfg.read_needs_key)
         recommender_args = (cfg, version, triton.grpc_url if triton else None)
         triton_metrics = triton.metrics_url if triton else None
-        if cfg.topology == Topology.fused:  # the router replica runs the request path
-            options = {**deployment_options(cfg.pipeline),
-                       "logging_config": {"enable_access_log": cfg.router.access_log}}
-            app = Router.options(**options).bind(recommender_args, triton_metrics, events_args,
-                                                 *auth)
-        else:
-            recommender = Recommender.options(**deployment_options(cfg.pipeline)).bind(
-                *recommender_args)
-            app = Router.options(**deployment_options(cfg.router)).bind(
-                recommender, triton_metrics, events_args, *auth)
-        serve.run(app, name="recsys", route_prefix="/", blocking=False)
+
+        def deploy(serving: str) -> None:
+            """The app, serving ``serving`` (``user_config``: a later call with another
+            version updates every replica in place, ``serve/swap.py``)."""
+            live = {"user_config": {"version": serving}}
+            if cfg.topology == Topology.fused:  # the router replica runs the request path
+                options = {**deployment_options(cfg.pipeline), **live,
+                           "logging_config": {"enable_access_log": cfg.router.access_log}}
+                app = Router.options(**options).bind(recommender_args, triton_metrics,
+                                                     events_args, *auth)
+            else:
+                recommender = Recommender.options(**deployment_options(cfg.pipeline),
+                                                  **live).bind(*recommender_args)
+                app = Router.options(**deployment_options(cfg.router)).bind(
+                    recommender, triton_metrics, events_args, *auth)
+            serve.run(app, name="recsys", route_prefix="/", blocking=False)
+
+        deploy(version)
+        watcher = None
+        if cfg.version == "latest" and cfg.version_poll_s > 0:
+            from serve.swap import VersionWatcher
+
+            if cfg.ranker == RankerKind.triton:
+                log.warning("hot swap is off with serve.ranker=triton (Triton serves the "
+                            "version it started with); serve.ranker=onnx follows latest")
+            else:
+                watcher = VersionWatcher(artefacts, version, deploy, cfg.version_poll_s)
+                stack.callback(watcher.start().stop)
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
         yield Stack(url, version, triton.grpc_url if triton else None, triton,
                     cfg.events if live else None, live.folder if live else None,
-                    live.redis if live else None, processor)
+                    live.redis if live else None, processor, watcher)
 
 
 @dataclass

@@ -94,8 +94,38 @@ def retrain(serve_cfg: ServeConfig, r: RetrainConfig, run_dir: Path) -> Outcome:
         return Outcome(False, candidate, gate, seconds)
     clock = time.perf_counter()
     publish(staging, artefacts, candidate, record)
+    prune(artefacts, r.keep_versions)
     seconds["publish"] = time.perf_counter() - clock
     return Outcome(True, candidate, gate, seconds)
+
+
+def prune(artefacts: Path, keep: int) -> list[str]:
+    """Delete the oldest published versions beyond ``keep`` (never ``latest``)."""
+    from recsys.serving.artefacts import ArtefactStore
+
+    if keep < 1:  # keep every version
+        return []
+    store = ArtefactStore(artefacts)
+    latest = store.resolve("latest")[0]
+    earlier = [v for v in store.versions() if v != latest]
+    old = earlier[:len(earlier) - (keep - 1)] if len(earlier) > keep - 1 else []
+    for version in old:
+        shutil.rmtree(store.versions_dir / version)
+    return old
+
+
+def rollback(serve_cfg: ServeConfig) -> tuple[str, str]:
+    """Point ``latest`` at the version published before the current one: (from, to)."""
+    from recsys.serving.artefacts import ArtefactStore
+
+    artefacts, _, _ = folders(serve_cfg, RetrainConfig())
+    store = ArtefactStore(artefacts)
+    current = store.resolve("latest")[0]
+    earlier = [v for v in store.versions() if v < current]
+    if not earlier:
+        raise RecsysError(f"no version before {current} in {artefacts} to roll back to")
+    store.activate(earlier[-1])
+    return current, earlier[-1]
 
 
 def serving_version(artefacts: Path, version: str) -> str | None:

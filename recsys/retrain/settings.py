@@ -19,3 +19,4 @@ class RetrainConfig:
     tolerance: float = 0.0
     users: int = 0  # held-out users replayed through both versions (0 = all)
     train_overrides: list[str] = field(default_factory=list)  # e.g. [trainer=ray]
+    keep_versions: int = 5  # published versions kept in the serving store (rollback targets)

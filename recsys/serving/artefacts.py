@@ -83,6 +83,14 @@ class ArtefactStore:
         os.replace(tmp_link, self.root / LATEST)
         return path
 
+    def activate(self, version: str) -> None:
+        """Point ``latest`` at an already published ``version`` (a rollback): its manifest,
+        and the record of why it was published, stay as they were."""
+        name, _ = self.resolve(version)
+        tmp_link = self.root / f".{LATEST}.{uuid.uuid4().hex[:8]}.tmp"
+        os.symlink(Path("versions") / name, tmp_link, target_is_directory=True)
+        os.replace(tmp_link, self.root / LATEST)
+
     def versions(self) -> list[str]:
         """Published versions, oldest first (timestamp names sort chronologically)."""
         if not self.versions_dir.is_dir():

@@ -107,6 +107,9 @@ class ServeConfig:
     port: int = 8000  # 0 = a free port
     artefacts_root: str | None = None  # the ranker job's <run dir>/artefacts (required)
     version: str = "latest"  # the artefact version to serve
+    # with version=latest: how often the stack checks for a newly published version and
+    # swaps it in on every replica without a restart (serve/swap.py); 0 = never
+    version_poll_s: float = 2.0
     ranker: RankerKind = RankerKind.triton
     rank_deadline_ms: float = 50.0  # past it, the response falls back to candidate order
     # BLAS / onnxruntime threads per recommender replica: 1 = scale with replicas, not threads
