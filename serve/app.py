@@ -17,9 +17,8 @@ exceptions and become status codes here only (``serve/http_errors.py``).
 Live events (``serve.events.enabled``, the default): ``POST /v1/events`` appends to the durable
 log here (``serve/events_api.py``); every replica reads the shared store the processor keeps.
 ``POST /v1/items`` goes through the log too: titles are checked on a replica, appended, applied,
-then every replica adds them (the one that answers at once, the others within a second). Both
-write endpoints need a write key (``serve/auth.py``); with events off, titles reach only the
-replica that handled the call.
+then every replica adds them (the one that answers at once, the others within a second). Write
+endpoints need a write key (``serve/auth.py``); with events off, titles reach one replica only.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
