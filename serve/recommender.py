@@ -34,37 +34,52 @@ class Recommender:
 
             self.experiments = experiment_paths(self.path, cfg, triton_url)
         self.refused: dict[str, str] = {}  # versions that failed to load here -> why
+        self.canary: dict[str, Any] | None = None  # the canary being served, if any
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Ray Serve's in-place update (``user_config``): load ``{"version": ...}`` beside the
-        served one, on a worker thread while this replica keeps answering, warm it up, then
-        swap it in with one assignment. A request in flight finishes on the path it started
-        on; a version that fails to load is refused and the served one stays."""
+        """Ray Serve's in-place update (``user_config``): ``{"version": ..., "canary": {"version":
+        ..., "share": ...} or None}``. What changed is loaded beside what is served, on a
+        worker thread while this replica keeps answering, warmed up, then swapped in with one
+        assignment: a request in flight finishes on the path it started on. A version that
+        fails to load is refused and the served one stays."""
         import asyncio
 
-        version = (user_config or {}).get("version")
-        if not version or version == self.path.bundle.version or version in self.refused:
+        config = user_config or {}
+        version = config.get("version") or self.path.bundle.version
+        canary = config.get("canary") or None
+        if (version, canary) == (self.path.bundle.version, self.canary) or (
+                version in self.refused):
             return
         try:
-            path, experiments = await asyncio.to_thread(self.load, version)
+            path, experiments = await asyncio.to_thread(self.load, version, canary)
         except Exception as err:  # noqa: BLE001 - a bad version must never take serving down
             self.refused[version] = f"{type(err).__name__}: {err}"
             log.error("version %s refused, still serving %s: %s", version,
                       self.path.bundle.version, self.refused[version])
             return
         old, self.path, self.experiments = self.path, path, experiments  # the swap
-        for worker in ("catalog_sync", "live_titles"):  # the old path's refresh threads
-            if (thread := getattr(old, worker, None)) is not None:
-                thread.stop()
-        log.info("now serving version %s", version)
+        self.canary = canary
+        if old is not path:
+            for worker in ("catalog_sync", "live_titles"):  # the old path's refresh threads
+                if (thread := getattr(old, worker, None)) is not None:
+                    thread.stop()
+        log.info("now serving version %s%s", version,
+                 f" with canary {canary['version']} at {canary['share']:g}" if canary else "")
 
-    def load(self, version: str) -> tuple[Any, Any]:
+    def load(self, version: str, canary: dict[str, Any] | None) -> tuple[Any, Any]:
+        import dataclasses
+
+        from recsys.experiments.canary import CANARY, canary_experiment
         from serve.build import build_request_path, experiment_paths
 
-        path = build_request_path(self.cfg, version, self.triton_url)  # warmed up
-        experiments = (experiment_paths(path, self.cfg, self.triton_url)
-                       if self.cfg.experiments else None)
-        return path, experiments
+        path = (self.path if version == self.path.bundle.version
+                else build_request_path(self.cfg, version, self.triton_url))  # warmed up
+        cfg = self.cfg
+        if canary:  # the canary: an experiment arm of its own layer (recsys.experiments.canary)
+            cfg = dataclasses.replace(cfg, experiments={**cfg.experiments, CANARY:
+                                      canary_experiment(canary["version"], canary["share"])})
+        return path, (experiment_paths(path, cfg, self.triton_url) if cfg.experiments
+                      else None)
 
     # async on purpose: the CPU stages run on the replica's event loop one request at a time
     # (threads would only fight over the GIL, benchmarks/serving.md), and the rank stage
@@ -109,6 +124,7 @@ class Recommender:
         live = getattr(ranker, "live", lambda: ranker is not None)()
         out = {"version": self.path.bundle.version, "ranker": getattr(ranker, "name", None),
                "ranker_live": bool(live), "versions_refused": dict(self.refused)}
+        out["canary"] = self.canary
         if self.experiments is not None:  # which experiments run, and which fell back
             out["experiments"] = sorted(self.experiments.plan.experiments)
             out["experiments_failed"] = dict(self.experiments.failed)

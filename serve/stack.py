@@ -99,10 +99,10 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
         recommender_args = (cfg, version, triton.grpc_url if triton else None)
         triton_metrics = triton.metrics_url if triton else None
 
-        def deploy(serving: str) -> None:
-            """The app, serving ``serving`` (``user_config``: a later call with another
-            version updates every replica in place, ``serve/swap.py``)."""
-            live = {"user_config": {"version": serving}}
+        def deploy(serving: str, canary: dict[str, Any] | None = None) -> None:
+            """The app, serving ``serving`` and ``canary`` (``user_config``: a later call with
+            other ones updates every replica in place, ``serve/swap.py``)."""
+            live = {"user_config": {"version": serving, "canary": canary}}
             if cfg.topology == Topology.fused:  # the router replica runs the request path
                 options = {**deployment_options(cfg.pipeline), **live,
                            "logging_config": {"enable_access_log": cfg.router.access_log}}
@@ -124,13 +124,27 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
                 log.warning("hot swap is off with serve.ranker=triton (Triton serves the "
                             "version it started with); serve.ranker=onnx follows latest")
             else:
-                watcher = VersionWatcher(artefacts, version, deploy, cfg.version_poll_s)
+                watcher = VersionWatcher(artefacts, version, deploy, cfg.version_poll_s,
+                                         cfg.canary, log_records(cfg) if live else None)
                 stack.callback(watcher.start().stop)
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
         yield Stack(url, version, triton.grpc_url if triton else None, triton,
                     cfg.events if live else None, live.folder if live else None,
                     live.redis if live else None, processor, watcher)
+
+
+def log_records(cfg: ServeConfig):
+    """A reader of the whole event log (a canary's judge reads it at every check)."""
+    def records():
+        from recsys.events.log import open_log
+
+        event_log = open_log(cfg.events, str(cfg.live_folder()))
+        try:
+            return [e.record for batch in event_log.scan() for e in batch]
+        finally:
+            event_log.close()
+    return records
 
 
 @dataclass

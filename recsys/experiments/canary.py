@@ -35,7 +35,7 @@ RUNNING, PROMOTE, ROLLBACK = "running", "promote", "rollback"
 
 @dataclass
 class CanaryConfig:
-    share: float = 0.1  # of users on the canary version while it is judged
+    share: float = 0.1  # of users on the canary version while it is judged, in (0, 1)
     guardrails: list[str] = field(default_factory=lambda: ["play_rate", "completion_rate"])
     alpha: float = 0.05
     min_users: int = 200  # per arm, before a canary that holds is promoted
@@ -55,11 +55,12 @@ class Verdict:
 
 
 def canary_experiment(version: str, share: float) -> ExperimentConfig:
-    """The experiment that serves ``version`` to ``share`` of users, in a layer of its own."""
+    """The experiment that serves ``version`` to ``share`` of users, everyone else the served
+    version as the control, in a layer of its own (it overlaps every other experiment)."""
     return ExperimentConfig(name=CANARY, layer=CANARY, salt=f"{CANARY}:{version}",
-                            traffic=share, surfaces=["home", "search", "post_play"],
-                            arms=[ArmConfig("control", weight=1.0),
-                                  ArmConfig(CANARY, weight=1.0, version=version)])
+                            traffic=1.0, surfaces=["home", "search", "post_play"],
+                            arms=[ArmConfig("control", weight=1.0 - share),
+                                  ArmConfig(CANARY, weight=share, version=version)])
 
 
 def judge(records: Iterable[dict[str, Any]], cfg: CanaryConfig, version: str,

@@ -93,7 +93,12 @@ def retrain(serve_cfg: ServeConfig, r: RetrainConfig, run_dir: Path) -> Outcome:
                                                                                indent=2))
         return Outcome(False, candidate, gate, seconds)
     clock = time.perf_counter()
-    publish(staging, artefacts, candidate, record)
+    publish(staging, artefacts, candidate, record, activate=not r.canary)
+    if r.canary:  # the running stack serves it to serve.canary.share of users and judges it
+        from recsys.serving.artefacts import ArtefactStore
+        from recsys.serving.canary_state import start_canary
+
+        start_canary(ArtefactStore(artefacts), candidate, serve_cfg.canary.share)
     prune(artefacts, r.keep_versions)
     seconds["publish"] = time.perf_counter() - clock
     return Outcome(True, candidate, gate, seconds)
@@ -193,7 +198,8 @@ def judge(serve_cfg: ServeConfig, r: RetrainConfig, train_cfg: Any, artefacts: P
             "serving_metrics": values["serving"], "candidate_metrics": values["candidate"]}
 
 
-def publish(staging: Path, artefacts: Path, candidate: str, record: dict[str, Any]) -> None:
+def publish(staging: Path, artefacts: Path, candidate: str, record: dict[str, Any],
+            activate: bool = True) -> None:
     """The candidate's files into the serving store, then ``latest`` to it (atomic)."""
     from recsys.serving.artefacts import ArtefactStore
 
@@ -206,4 +212,4 @@ def publish(staging: Path, artefacts: Path, candidate: str, record: dict[str, An
     shutil.copytree(staging / "versions" / candidate, tmp, ignore=shutil.ignore_patterns(
         "manifest.json"))
     tmp.rename(target)
-    store.publish(target, extra={"retrain": record})
+    store.publish(target, extra={"retrain": record}, activate=activate)

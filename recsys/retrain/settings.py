@@ -20,3 +20,6 @@ class RetrainConfig:
     users: int = 0  # held-out users replayed through both versions (0 = all)
     train_overrides: list[str] = field(default_factory=list)  # e.g. [trainer=ray]
     keep_versions: int = 5  # published versions kept in the serving store (rollback targets)
+    # publish as a canary: the running stack serves it to serve.canary.share of users, judges
+    # it on the log and promotes or rolls it back (serve/swap.py); false: latest at once
+    canary: bool = False

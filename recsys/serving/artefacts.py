@@ -63,9 +63,11 @@ class ArtefactStore:
                 continue
         raise RecsysError(f"Could not create a new version under {self.versions_dir}.")
 
-    def publish(self, version: str | Path, extra: dict | None = None) -> Path:
+    def publish(self, version: str | Path, extra: dict | None = None, activate: bool = True
+                ) -> Path:
         """Write the version's manifest (with ``extra``: why it was published, e.g. a
-        retrain's gate) and point ``latest`` at it (atomically)."""
+        retrain's gate) and point ``latest`` at it (atomically; ``activate=False``: leave
+        ``latest`` alone, for a canary)."""
         name = _check_name(Path(version).name)
         path = self.versions_dir / name
         if not path.is_dir():
@@ -78,6 +80,8 @@ class ArtefactStore:
         tmp_manifest = path / f".{MANIFEST}.tmp"
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(tmp_manifest, path / MANIFEST)
+        if not activate:
+            return path
         tmp_link = self.root / f".{LATEST}.{uuid.uuid4().hex[:8]}.tmp"
         os.symlink(Path("versions") / name, tmp_link, target_is_directory=True)
         os.replace(tmp_link, self.root / LATEST)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from recsys.events.settings import EventsConfig
+from recsys.experiments.canary import CanaryConfig
 from recsys.experiments.settings import ExperimentConfig
 
 
@@ -152,6 +153,9 @@ class ServeConfig:
     # A/B and interleave experiments (configs/ab/, one file each: ab=[name,...]), assigned per
     # request; every response is logged as an impression event (serve.events.exposures)
     experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
+    # a new version served to a share of users and judged on the log before it is promoted
+    # (recsys/experiments/canary.py, serve/swap.py): guardrails, cadence, how long
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
 
     def live_folder(self) -> Path:
         """Where the embedded log and store (and a stack-started Redis) keep their files:

@@ -25,7 +25,7 @@ def log(users: int, play: dict[str, float], latency: dict[str, float] | None = N
     a play of the first title with the arm's probability."""
     from recsys.experiments.assignment import ExperimentPlan
 
-    plan = ExperimentPlan({CANARY: canary_experiment("v2", 1.0)})
+    plan = ExperimentPlan({CANARY: canary_experiment("v2", 0.5)})
     rng = np.random.default_rng(seed)
     latency = latency or {"control": 10.0, CANARY: 10.0}
     out = []
@@ -45,7 +45,7 @@ def log(users: int, play: dict[str, float], latency: dict[str, float] | None = N
     return out
 
 
-CFG = CanaryConfig(share=1.0, min_users=150, min_latency_samples=100)
+CFG = CanaryConfig(share=0.5, min_users=150, min_latency_samples=100)
 
 
 def test_a_worse_canary_is_rolled_back_naming_the_guardrail():
@@ -65,12 +65,12 @@ def test_an_equal_canary_runs_then_holds():
     verdict = judge(log(600, {"control": 0.4, CANARY: 0.4}), CFG, "v2", 3600)
     assert verdict.state == PROMOTE and verdict.reason.startswith("holds")
     early = judge(log(600, {"control": 0.4, CANARY: 0.4}),
-                  CanaryConfig(share=1.0, min_users=150, min_duration_s=7200), "v2", 3600)
+                  CanaryConfig(share=0.5, min_users=150, min_duration_s=7200), "v2", 3600)
     assert early.state == RUNNING  # enough users, not yet long enough
 
 
 def test_a_better_canary_wins():
-    cfg = CanaryConfig(share=1.0, guardrails=["play_rate"], min_users=10**6)
+    cfg = CanaryConfig(share=0.5, guardrails=["play_rate"], min_users=10**6)
     verdict = judge(log(800, {"control": 0.2, CANARY: 0.5}), cfg, "v2", 0)
     assert verdict.state == PROMOTE and verdict.reason.startswith("wins")
 
