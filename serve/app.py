@@ -101,8 +101,7 @@ class InProcess:
             setattr(self, name, _Remote(getattr(recommender, name)))
 
 
-class _Remote:
-    """``.remote(*args)`` awaitable for a local method, sync or async."""
+class _Remote:  # ``.remote(*args)`` awaitable for a local method, sync or async
 
     def __init__(self, method: Any) -> None:
         self.method = method
@@ -116,13 +115,13 @@ class _Remote:
 @serve.ingress(api)
 class Router:
     """``recommender``: the ``Recommender`` deployment's handle (``serve.topology=split``), or
-    the ``Recommender`` constructor's arguments as a tuple (``fused``: one replica does both,
-    one Ray Serve hop less per request). ``events``: ``EventsEndpoint``'s arguments (None: live
-    events off)."""
+    its constructor's arguments as a tuple (``fused``: one replica does both, one hop less).
+    ``events``: ``EventsEndpoint``'s arguments (None: live events off)."""
 
     def __init__(self, recommender, triton_metrics_url: str | None = None,
                  events: tuple | None = None, keys: ApiKeys | None = None,
-                 read_needs_key: bool = False) -> None:
+                 read_needs_key: bool = False, canary_file: str | None = None) -> None:
+        self.canary_file = canary_file  # the canary's state, shown in /metrics
         self.recommender = (InProcess(*recommender) if isinstance(recommender, tuple)
                             else recommender)
         self.triton_metrics_url = triton_metrics_url  # None: no Triton lines in /metrics
@@ -205,7 +204,8 @@ class Router:
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics_text(self) -> PlainTextResponse:
         triton = await metrics.scrape_triton(self.triton_metrics_url)
-        return PlainTextResponse(metrics.exposition(triton), media_type=metrics.CONTENT_TYPE)
+        return PlainTextResponse(metrics.exposition(triton, self.canary_file),
+                                 media_type=metrics.CONTENT_TYPE)
 
     @api.post("/v1/events", status_code=202)
     async def post_events(self, request: Request) -> JSONResponse:

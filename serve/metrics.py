@@ -102,13 +102,40 @@ def observe(result: dict[str, Any], seconds: float) -> None:
         RANK_ROWS.observe(result["rank_rows"])
 
 
-def exposition(triton_text: str | None = None) -> bytes:
+def exposition(triton_text: str | None = None, canary_file: str | None = None) -> bytes:
     """The router's metrics, then Triton's batch counters when ``triton_text`` (Triton's own
-    exposition) is given."""
+    exposition) is given, then the canary's state when ``canary_file`` exists."""
     body = generate_latest(REGISTRY)
     if triton_text:
         body += generate_latest(_Families(triton_families(triton_text)))
+    if canary_file:
+        body += generate_latest(_Families(canary_families(canary_file)))
     return body
+
+
+def canary_families(path: str) -> list[Metric]:
+    """The last canary's decision (``<artefacts>/canary.json``, serve/swap.py): one
+    ``recsys_canary_state{version, state, reason}`` = 1, its users per arm at the last
+    verdict. Nothing when there is no canary file or it cannot be read."""
+    import json
+
+    from prometheus_client.core import GaugeMetricFamily
+
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return []
+    gauge = GaugeMetricFamily("recsys_canary_state", "The last canary: its state (running, "
+                              "promoted, rolled_back) and why", labels=["version", "state",
+                                                                        "reason"])
+    gauge.add_metric([str(state.get("version")), str(state.get("state")),
+                      str(state.get("reason", ""))[:200]], 1.0)
+    users = GaugeMetricFamily("recsys_canary_users", "Users per arm at the canary's last "
+                              "verdict", labels=["version", "arm"])
+    for arm, n in ((state.get("verdict") or {}).get("users") or {}).items():
+        users.add_metric([str(state.get("version")), str(arm)], float(n))
+    return [gauge, users]
 
 
 async def scrape_triton(url: str | None, timeout_s: float = TRITON_SCRAPE_TIMEOUT_S

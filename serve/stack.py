@@ -95,7 +95,9 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
         serve.start(http_options={"host": cfg.host, "port": port})
         stack.callback(stop_serve)
         events_args = None if live is None else (cfg.events, str(live.folder), path)
-        auth = (keys, cfg.read_needs_key)
+        from recsys.serving.canary_state import CANARY_FILE
+
+        auth = (keys, cfg.read_needs_key, str(artefacts.root / CANARY_FILE))
         recommender_args = (cfg, version, triton.grpc_url if triton else None)
         triton_metrics = triton.metrics_url if triton else None
 

@@ -138,7 +138,8 @@ class VersionWatcher:
             return None
         self._judged = time.monotonic()
         elapsed = time.time() - state["started_ms"] / 1000
-        verdict = judge(self.records(), self.canary_cfg, version, elapsed)
+        verdict = judge(self.records(), self.canary_cfg, version, elapsed,
+                        since_ms=int(state["started_ms"]))
         state["verdict"] = {"state": verdict.state, "reason": verdict.reason,
                             "users": verdict.users, "guardrails": verdict.guardrails,
                             "latency_p99_ms": verdict.latency_p99_ms}

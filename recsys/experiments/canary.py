@@ -64,10 +64,11 @@ def canary_experiment(version: str, share: float) -> ExperimentConfig:
 
 
 def judge(records: Iterable[dict[str, Any]], cfg: CanaryConfig, version: str,
-          elapsed_s: float) -> Verdict:
-    """The canary's verdict from the log (module doc)."""
+          elapsed_s: float, since_ms: int = 0) -> Verdict:
+    """The canary's verdict from the log (module doc); ``since_ms``: when it started (an
+    earlier canary's exposures and engagement are not this one's)."""
     experiment = canary_experiment(version, cfg.share)
-    data = collect(records, experiment)
+    data = collect((r for r in records if int(r.get("ts_ms", 0)) >= since_ms), experiment)
     table = user_table(data)
     arms = table["arm"].to_numpy()
     users = {arm: int((arms == arm).sum()) for arm in ("control", CANARY)}

@@ -25,7 +25,7 @@ def copy_version(store: ArtefactStore, source: str, name: str) -> str:
     return name
 
 
-def visit_until(client, users, play_rate, store, rng, timeout_s=120.0):
+def visit_until(client, users, play_rate, store, rng, timeout_s=300.0):
     """Users visit home and play its first title with ``play_rate[arm]`` until the canary is
     decided; every response's status."""
     statuses = []
@@ -61,7 +61,7 @@ def test_a_shunned_canary_rolls_back_and_a_liked_one_is_promoted(served_artefact
                           "serve.ranker=onnx", "serve.version_poll_s=0.3",
                           "serve.canary.check_s=1", "serve.canary.min_users=25",
                           "serve.canary.min_latency_samples=1000000",
-                          "serve.canary.guardrails=[play_rate]"])
+                          "serve.canary.guardrails=[play_rate]", "serve.canary.alpha=0.001"])
     rng = np.random.default_rng(0)
     with running_stack(cfg.serve) as running, httpx.Client(base_url=running.url,
                                                            timeout=30) as client:
@@ -73,6 +73,9 @@ def test_a_shunned_canary_rolls_back_and_a_liked_one_is_promoted(served_artefact
         assert store.resolve("latest")[0] == first
         shown = client.get("/v1/recommendations", params={"user_id": users[0]}).json()
         assert shown["version"] == first and shown["experiments"] == []
+        line = next(x for x in client.get("/metrics").text.splitlines()
+                    if x.startswith("recsys_canary_state{"))
+        assert 'state="rolled_back"' in line and "play_rate" in line
 
         good = copy_version(store, first, f"{first}good")
         start_canary(store, good, 0.5)
@@ -84,5 +87,8 @@ def test_a_shunned_canary_rolls_back_and_a_liked_one_is_promoted(served_artefact
                 "/v1/recommendations", params={"user_id": users[0]}).json()["version"] != good:
             time.sleep(0.2)
         assert client.get("/readyz").json()["version"] == good
+        line = next(x for x in client.get("/metrics").text.splitlines()
+                    if x.startswith("recsys_canary_state{"))
+        assert 'state="promoted"' in line and f'version="{good}"' in line
     assert set(statuses + more) <= {200, 202}  # not one request failed
     assert running.watcher.swaps == [good]

@@ -78,3 +78,11 @@ def test_a_better_canary_wins():
 @pytest.mark.parametrize("users", [0, 1])
 def test_too_little_data_keeps_running(users):
     assert judge(log(users, {"control": 0.4, CANARY: 0.4}), CFG, "v2", 0).state == RUNNING
+
+
+def test_an_earlier_canarys_records_are_not_this_ones():
+    shunned = log(600, {"control": 0.5, CANARY: 0.0})
+    later = [{**r, "ts_ms": r["ts_ms"] + 10**9} for r in log(600, {"control": 0.4,
+                                                                   CANARY: 0.4}, seed=1)]
+    assert judge(shunned + later, CFG, "v2", 3600).state == ROLLBACK
+    assert judge(shunned + later, CFG, "v2", 3600, since_ms=10**9).state == PROMOTE
