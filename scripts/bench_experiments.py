@@ -45,22 +45,9 @@ def rss_mb() -> float:
 
 
 def setup(args):
-    from omegaconf import OmegaConf
+    from scripts.bench_online_quality import trained_bundle
 
-    from recsys.config import compose_config
-    from recsys.data import load_dataset
-    from recsys.eval.protocol import prepare
-    from recsys.serving.artefacts import ArtefactStore
-    from recsys.serving.bundle import load_bundle
-
-    cfg = compose_config([f"experiment={args.experiment}", *args.overrides])
-    dataset = load_dataset(**OmegaConf.to_container(cfg.data, resolve=True))
-    split, data = prepare(dataset, cfg.split.kind, cfg.split.fraction, cfg.split.seed,
-                          cfg.eval.positive_threshold)
-    bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
-    if len(bundle.user_ids) != dataset.n_users or len(bundle.item_ids) != dataset.n_items:
-        sys.exit(f"{args.artefacts} was not trained on experiment={args.experiment}'s data")
-    return cfg, split, data, bundle
+    return trained_bundle(args.experiment, args.overrides, args.artefacts)
 
 
 def fresh_path(bundle, serve_cfg):

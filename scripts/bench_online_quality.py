@@ -51,6 +51,28 @@ def replay(pipeline, users: np.ndarray, data, k: int) -> dict[str, float]:
             if name.split("@")[0] in keep}
 
 
+def trained_bundle(experiment: str, overrides: list[str], artefacts: Path):
+    """The experiment's config, its split (rebuilt from its data, split and seed) and the
+    latest bundle under ``artefacts``, which must have been trained on that data:
+    (cfg, split, data, bundle)."""
+    from omegaconf import OmegaConf
+
+    from recsys.config import compose_config
+    from recsys.data import load_dataset
+    from recsys.eval.protocol import prepare
+    from recsys.serving.artefacts import ArtefactStore
+    from recsys.serving.bundle import load_bundle
+
+    cfg = compose_config([f"experiment={experiment}", *overrides])
+    dataset = load_dataset(**OmegaConf.to_container(cfg.data, resolve=True))
+    split, data = prepare(dataset, cfg.split.kind, cfg.split.fraction, cfg.split.seed,
+                          cfg.eval.positive_threshold)
+    bundle = load_bundle(*ArtefactStore(artefacts).resolve("latest"))
+    if len(bundle.user_ids) != dataset.n_users or len(bundle.item_ids) != dataset.n_items:
+        sys.exit(f"{artefacts} was not trained on experiment={experiment}'s data")
+    return cfg, split, data, bundle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artefacts", type=Path, default=REPO / "outputs" / "artefacts")
@@ -65,23 +87,12 @@ def main() -> None:
 
     from omegaconf import OmegaConf
 
-    from recsys.config import compose_config
-    from recsys.data import load_dataset
-    from recsys.eval.protocol import prepare
-    from recsys.serving.artefacts import ArtefactStore
-    from recsys.serving.bundle import load_bundle
     from recsys.serving.rankers import OnnxRanker
     from recsys.serving.request_path import RequestPath
     from recsys.serving.settings import RerankConfig, ServeConfig
     from recsys.serving.state import InMemoryUserStore
 
-    cfg = compose_config([f"experiment={args.experiment}"])
-    dataset = load_dataset(**OmegaConf.to_container(cfg.data, resolve=True))
-    _, data = prepare(dataset, cfg.split.kind, cfg.split.fraction, cfg.split.seed,
-                      cfg.eval.positive_threshold)
-    bundle = load_bundle(*ArtefactStore(args.artefacts).resolve("latest"))
-    if len(bundle.user_ids) != dataset.n_users or len(bundle.item_ids) != dataset.n_items:
-        sys.exit(f"{args.artefacts} was not trained on experiment={args.experiment}'s data")
+    cfg, _, data, bundle = trained_bundle(args.experiment, [], args.artefacts)
     users = np.random.default_rng(0).permutation(data.users)[: args.users or None]
     threshold = cfg.eval.positive_threshold
     served = OmegaConf.to_object(cfg.serve)

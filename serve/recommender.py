@@ -134,7 +134,6 @@ class Recommender:
 def result_dict(result, ranked: bool) -> dict[str, Any]:
     """The result for the router, plus ``rank_rows``: what the rank stage sent to the ranker,
     the merged candidates the filters kept (none when no ranker is configured)."""
-    out = dict(vars(result))  # one level: dataclasses.asdict deep-copies every item (slow)
-    out["items"] = [vars(item) for item in result.items]
+    out = result.as_dict()
     out["rank_rows"] = result.candidates - sum(result.filtered.values()) if ranked else 0
     return out

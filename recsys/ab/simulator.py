@@ -170,7 +170,7 @@ class Simulator:
         result = recommend(Request(user_id=user_id, n=self.s.n, request_id=request_id))
         items = [r.item_id for r in result.items]
         latency = sum(result.timings_ms.values())
-        exposure = exposure_record(result_record(result), ts_ms, latency)
+        exposure = exposure_record(result.as_dict(), ts_ms, latency)
         reactions = self.model.react(user_idx, items, self.item_index, rng, propensity)
         if self.append is not None and remember:
             for r in reactions:
@@ -180,9 +180,3 @@ class Simulator:
         return [exposure, *engagement_records(user_id, request_id, reactions, ts_ms,
                                               self.s.duration_s)]
 
-
-def result_record(result: Result) -> dict[str, Any]:
-    """A result as the router hands it to ``exposure_record`` (items as dicts)."""
-    out = dict(vars(result))
-    out["items"] = [vars(item) for item in result.items]
-    return out

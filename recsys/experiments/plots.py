@@ -18,6 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from recsys.experiments.analysis import METRIC_PARTS
+
 Band = tuple[list[float], list[float], list[float]]  # (value, low, high), one entry per look
 
 
@@ -98,3 +100,24 @@ def users_over_time(days: Sequence[float], users: Mapping[str, Sequence[int]], p
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def jsonable(value: Any) -> Any:
+    """numpy scalars to Python, nan/inf to None (strict JSON has neither)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds:.3g} s"
+
+
+def spec_of(metric: str) -> str:
+    return ".1f" if METRIC_PARTS[metric][1] is None else ".4f"

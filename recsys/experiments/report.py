@@ -35,7 +35,18 @@ from recsys.experiments.analysis import (
     user_table,
 )
 from recsys.experiments.interleave import preference, user_preference
-from recsys.experiments.plots import fmt, fmt_ci, fmt_p, fmt_pct, md_table, new_band, push
+from recsys.experiments.plots import (
+    duration,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    fmt_pct,
+    jsonable,
+    md_table,
+    new_band,
+    push,
+    spec_of,
+)
 from recsys.experiments.pre_period import covariate
 from recsys.experiments.sequential import DEFAULT_TAU_SD
 from recsys.experiments.settings import ExperimentConfig, ExperimentKind
@@ -47,9 +58,8 @@ from recsys.experiments.stats import (
     users_for_power,
 )
 
-# A look counts towards the sequential test once each arm has this many users: before, the
-# per-user variance is estimated from a handful of users and the z-statistic the mSPRT
-# takes as normal is not (the burn-in of every production sequential test)
+# A look counts once each arm has this many users: with fewer, the per-user variance comes
+# from a handful of users and the mSPRT's z is not normal (every sequential test's burn-in)
 MIN_LOOK_USERS = 100
 MAX_LOOKS = 100  # more periods than this are merged (the report must stay seconds, not minutes)
 SRM_ALPHA = 1e-3  # Fabijan et al. 2019: below this the split is broken, not unlucky
@@ -65,23 +75,6 @@ class Report:
     path: Path  # the markdown file
     plots: list[Path] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)  # JSON-able; nan written as None
-
-
-def _spec(metric: str) -> str:
-    return ".1f" if METRIC_PARTS[metric][1] is None else ".4f"
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars to Python, nan/inf to None (strict JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _looks(data: ExperimentData, period_s: float) -> tuple[np.ndarray, float]:
@@ -132,7 +125,7 @@ def build_report(records: Iterable[dict], cfg: ExperimentConfig, out_dir: Path,
             f"Experiment `{cfg.name}` ({cfg.kind}), arms: "
             + ", ".join(f"`{a.name}`" for a in cfg.arms) + f" (control `{cfg.arms[0].name}`); "
             f"{len(data.exposures)} exposures over {days[-1] if len(days) else 0:.2f} days, "
-            f"{len(ends)} looks every {_duration(period_used)}; alpha {cfg.alpha:g}.", ""]
+            f"{len(ends)} looks every {duration(period_used)}; alpha {cfg.alpha:g}.", ""]
     if cfg.kind == ExperimentKind.interleave:
         body, summary, figs = _interleave(data, ends, days, out_dir)
     else:
@@ -146,13 +139,9 @@ def build_report(records: Iterable[dict], cfg: ExperimentConfig, out_dir: Path,
     markdown = "\n".join(lines)
     path = out_dir / f"{cfg.name}.md"
     path.write_text(markdown)
-    summary = _jsonable(summary)
+    summary = jsonable(summary)
     json.dumps(summary, allow_nan=False)  # fail here, not in the caller, if a value slipped
     return Report(markdown, path, figs, summary)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds:.3g} s"
 
 
 def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
@@ -207,18 +196,18 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
     stop = [arm for arm in treatments if seq_p[arm] < alpha]
     decision = ("may stop: " + "; ".join(f"{a} differs from control" for a in stop)
                 if stop else "keep running")
-    ci, spec = f"{100 * (1 - alpha):g} % CI", _spec(primary)
+    ci, spec = f"{100 * (1 - alpha):g} % CI", spec_of(primary)
     lines = [f"**Decision: {decision}** (always-valid p of {LABELS[primary]} < {alpha:g})", ""]
     if srm_p < SRM_ALPHA:
         lines += [f"**Sample-ratio mismatch (p = {fmt_p(srm_p)}): the split is broken; the "
                   "estimates below are void until it is explained.**", ""]
     lines += ["## Arms", ""] + md_table(
         ["arm", "users", "exposures", *(LABELS[m] for m in METRIC_PARTS), "latency p99 (ms)"],
-        [[f"`{a}`", users[a], exposures[a], *(fmt(values[m][a], _spec(m)) for m in METRIC_PARTS),
+        [[f"`{a}`", users[a], exposures[a], *(fmt(values[m][a], spec_of(m)) for m in METRIC_PARTS),
           fmt(latency[a], ".1f")] for a in names])
     lines += [f"## Against the control `{control}` (fixed horizon)", ""] + md_table(
         ["metric", "arm", "difference", ci, "relative lift", f"lift {ci}", "p"],
-        [[LABELS[m], f"`{a}`", fmt(e.diff, _spec(m)), fmt_ci(e.ci_low, e.ci_high, _spec(m)),
+        [[LABELS[m], f"`{a}`", fmt(e.diff, spec_of(m)), fmt_ci(e.ci_low, e.ci_high, spec_of(m)),
           fmt_pct(e.rel_lift), fmt_ci(e.rel_ci_low, e.rel_ci_high, "%"), fmt_p(e.p_value)]
          for m in METRIC_PARTS for a, e in est[m].items()])
     expected = np.asarray(weights, float) / sum(weights) * len(table)

@@ -107,6 +107,13 @@ class Result:
     known: bool = False  # a user the served models were trained on
     experiments: list[dict[str, str]] = field(default_factory=list)  # experiment, arm, kind
 
+    def as_dict(self) -> dict:
+        """Plain dicts one level down (what crosses a Serve handle or becomes an exposure):
+        ``dataclasses.asdict`` would deep-copy every item, which is slow per request."""
+        out = dict(vars(self))
+        out["items"] = [vars(item) for item in self.items]
+        return out
+
 
 class StageClock:
     """One request's stage timings: ``lap`` records the ms since the previous lap."""
