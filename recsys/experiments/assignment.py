@@ -23,6 +23,7 @@ from recsys.experiments.settings import (
     METRICS,
     ExperimentConfig,
     ExperimentKind,
+    Spending,
     UserTarget,
 )
 
@@ -94,6 +95,11 @@ def checked(name: str, cfg: ExperimentConfig) -> ExperimentConfig:
                               f"{list(METRICS)}")
     if not 0.0 < float(cfg.alpha) < 0.5:
         raise ExperimentError(f"{where}.alpha: {cfg.alpha} is not in (0, 0.5)")
+    if cfg.horizon_days is not None and not float(cfg.horizon_days) > 0:
+        raise ExperimentError(f"{where}.horizon_days: {cfg.horizon_days} must be > 0 (or null)")
+    if str(cfg.spending) not in {str(s) for s in Spending}:
+        raise ExperimentError(f"{where}.spending: {cfg.spending!r} is not one of "
+                              f"{[str(s) for s in Spending]}")
     names = [arm.name for arm in cfg.arms]
     if len(names) < 2:
         raise ExperimentError(f"{where}.arms: an experiment needs at least 2 arms (the first "

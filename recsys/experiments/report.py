@@ -9,22 +9,25 @@ bootstrap CI, sign test) and the click shares.
 Looks: the data as it stood at the end of each ``period_s`` from the first exposure (the last:
 all of it). Each look recomputes the user table (users' counts keep growing, so looks are not
 batches of frozen users as ``msprt_sequence`` assumes); the always-valid p is the running
-minimum of ``msprt`` over the looks, with one ``tau2`` (sequential's default, from all data).
+minimum of ``msprt`` over the looks, with one ``tau2`` (sequential's default, from all data);
+with a planned horizon the group-sequential test decides (``sequential_report``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.stats import norm
 
-from recsys.experiments import plots
+from recsys.experiments import plots, sequential_report
 from recsys.experiments.analysis import (
     METRIC_PARTS,
     ExperimentData,
@@ -49,6 +52,7 @@ from recsys.experiments.plots import (
 )
 from recsys.experiments.pre_period import covariate
 from recsys.experiments.sequential import DEFAULT_TAU_SD
+from recsys.experiments.sequential_report import mixing_variance
 from recsys.experiments.settings import ExperimentConfig, ExperimentKind
 from recsys.experiments.stats import (
     confidence_sequence,
@@ -91,15 +95,6 @@ def _looks(data: ExperimentData, period_s: float) -> tuple[np.ndarray, float]:
     return np.minimum(start + period_ms * np.arange(1, n + 1), now), period_ms / 1000
 
 
-def _tau2(a: np.ndarray, b: np.ndarray) -> float | None:
-    """sequential's default mixing variance, fixed from all the data for every look."""
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size < 2 or b.size < 2:
-        return None
-    pooled = (np.sum((a - a.mean()) ** 2) + np.sum((b - b.mean()) ** 2)) / (a.size + b.size - 2)
-    return float(DEFAULT_TAU_SD**2 * pooled) if pooled > 0 else None
-
-
 def _power(sd: float, effect: float, alpha: float, arms: int) -> float:
     """Users a fixed-horizon test needs for 80 % power at ``effect``; nan when undefined."""
     if not (math.isfinite(sd) and sd > 0 and math.isfinite(effect)):
@@ -109,11 +104,13 @@ def _power(sd: float, effect: float, alpha: float, arms: int) -> float:
 
 def build_report(records: Iterable[dict], cfg: ExperimentConfig, out_dir: Path,
                  period_s: float = 86400, weights: Sequence[float] | None = None,
-                 title: str | None = None) -> Report:
+                 title: str | None = None, now_ms: int | None = None) -> Report:
     """Collect ``records`` for ``cfg``, write ``<out_dir>/<name>.md`` and its PNGs.
 
     ``weights``: the split the SRM test expects (None: the arms' configured weights; pass the
     ramp's actual split when it differs). ``period_s``: the time between the sequential looks.
+    ``now_ms``: the report's time (None: the clock), which says which of the group-sequential
+    test's looks have passed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +126,9 @@ def build_report(records: Iterable[dict], cfg: ExperimentConfig, out_dir: Path,
     if cfg.kind == ExperimentKind.interleave:
         body, summary, figs = _interleave(data, ends, days, out_dir)
     else:
-        body, summary, figs = _ab(data, ends, days, out_dir, weights)
+        now = round(time.time() * 1000) if now_ms is None else int(now_ms)
+        body, summary, figs = _ab(data, ends, days, out_dir, weights,
+                                  (round(period_s * 1000), now))
     summary.update(experiment=cfg.name, kind=str(cfg.kind), looks=len(ends),
                    period_s=period_used, skipped=dict(data.skipped))
     lines = head + body + ["## Skipped records", ""] + (md_table(
@@ -145,7 +144,8 @@ def build_report(records: Iterable[dict], cfg: ExperimentConfig, out_dir: Path,
 
 
 def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
-        weights: Sequence[float] | None) -> tuple[list[str], dict[str, Any], list[Path]]:
+        weights: Sequence[float] | None, clock: tuple[int, int]
+        ) -> tuple[list[str], dict[str, Any], list[Path]]:
     cfg, alpha, primary = data.config, data.config.alpha, data.config.primary_metric
     names = [a.name for a in cfg.arms]
     control, treatments = names[0], names[1:]
@@ -165,15 +165,20 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
     # primary metric per user, linearised for a ratio metric (analysis.linearised)
     y, pre = linearised(table, primary).to_numpy(), covariate(table, *METRIC_PARTS[primary])
     mask = {arm: (table["arm"] == arm).to_numpy() for arm in names}
-    tau2 = {arm: _tau2(y[mask[control]], y[mask[arm]]) for arm in treatments}
+    tau2 = {arm: mixing_variance(y[mask[control]], y[mask[arm]]) for arm in treatments}
     cuped = {arm: cuped_difference(y[mask[control]], pre[mask[control]], y[mask[arm]],
                                    pre[mask[arm]], alpha) for arm in treatments}
     bands = {m: {arm: new_band() for arm in treatments} for m in METRIC_PARTS}
     cs_band = {arm: new_band() for arm in treatments}
     seq = {arm: [] for arm in treatments}
     users_t = {arm: [] for arm in names}
+    tables: dict[int, pd.DataFrame] = {}
+
+    def look_table(end: int) -> pd.DataFrame:  # the user table at end, built once per end
+        return tables[end] if end in tables else tables.setdefault(end, user_table(data, end))
+
     for end in ends:  # one user table per look; see the module docstring
-        look = user_table(data, int(end))
+        look = look_table(int(end))
         look_est, yk = compare(look, cfg), linearised(look, primary).to_numpy()
         arms_k = look["arm"].to_numpy()
         for arm in names:
@@ -193,11 +198,10 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
           for arm in treatments}
     power = {arm: _power(math.sqrt(tau2[arm]) / DEFAULT_TAU_SD if tau2[arm] else math.nan,
                          est[primary][arm].diff, alpha, len(names)) for arm in treatments}
-    stop = [arm for arm in treatments if seq_p[arm] < alpha]
-    decision = ("may stop: " + "; ".join(f"{a} differs from control" for a in stop)
-                if stop else "keep running")
+    horizon, gst = sequential_report.tests(data, len(ends) > 0, *clock, look_table, MIN_LOOK_USERS)
+    decision, rule = sequential_report.decision(gst, seq_p, alpha)
     ci, spec = f"{100 * (1 - alpha):g} % CI", spec_of(primary)
-    lines = [f"**Decision: {decision}** (always-valid p of {LABELS[primary]} < {alpha:g})", ""]
+    lines = [f"**Decision: {decision}** ({rule} on {LABELS[primary]})", ""]
     if srm_p < SRM_ALPHA:
         lines += [f"**Sample-ratio mismatch (p = {fmt_p(srm_p)}): the split is broken; the "
                   "estimates below are void until it is explained.**", ""]
@@ -227,13 +231,8 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
         ["arm", "difference", ci, "p", "variance reduction"],
         [[f"`{a}`", fmt(e.diff, spec), fmt_ci(e.ci_low, e.ci_high, spec), fmt_p(e.p_value),
           f"{100 * r:.1f} %"] for a, (e, r) in cuped.items()])
-    lines += [f"## Sequential test of {LABELS[primary]} (always valid)", "",
-              f"mSPRT over {len(ends)} looks; the p-value and confidence sequence hold at "
-              "every look, so stopping when p < alpha keeps the error rate.", ""] + md_table(
-        ["arm", "always-valid p", f"confidence sequence ({ci})",
-         "users needed (fixed horizon, 80 % power at the observed effect)"],
-        [[f"`{a}`", fmt_p(seq_p[a]), fmt_ci(*cs[a], spec), fmt(power[a], ",.0f")]
-         for a in treatments])
+    lines += sequential_report.section(LABELS[primary], ci, spec, len(ends), horizon, clock[0],
+                                       gst, seq_p, cs, power, cfg)
     figs = [plots.band_over_time(
         days, bands[m], out_dir / f"{cfg.name}_{m}.png", f"{LABELS[m]}: difference from "
         f"{control} ({ci})", "treatment - control",
@@ -250,7 +249,8 @@ def _ab(data: ExperimentData, ends: np.ndarray, days: np.ndarray, out_dir: Path,
         "primary_metric": primary, "cuped_reduction": {a: r for a, (_, r) in cuped.items()},
         "cuped": {a: vars(e) for a, (e, _) in cuped.items()}, "sequential_p": seq_p,
         "confidence_sequence": {a: list(v) for a, v in cs.items()}, "users_for_power": power,
-        "decision": decision}
+        "group_sequential": sequential_report.summary(gst), "decision": decision,
+        "decided_by": rule}
     return lines, summary, figs
 
 

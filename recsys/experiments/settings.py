@@ -32,6 +32,13 @@ class ExperimentKind(StrEnum):
     interleave = "interleave"  # each response merges two arms by team draft
 
 
+class Spending(StrEnum):
+    """How the group-sequential test spends alpha over the horizon (``group_sequential``)."""
+
+    obrien_fleming = "obrien_fleming"  # almost nothing early: the last look ~ fixed horizon
+    pocock = "pocock"  # evenly: stops sooner on a large effect, less power at the end
+
+
 class UserTarget(StrEnum):
     all = "all"
     new = "new"  # users the served models never saw (the cold-start path)
@@ -66,3 +73,8 @@ class ExperimentConfig:
     # the report's primary metric (METRICS)
     primary_metric: str = "play_rate"
     alpha: float = 0.05
+    # the planned length, in days from start (or the first exposure): the report's
+    # group-sequential test spends alpha over it. null = end - start when both are set, else no
+    # horizon and only the always-valid mSPRT decides
+    horizon_days: float | None = None
+    spending: Spending = Spending.obrien_fleming  # the group-sequential test's alpha spending
