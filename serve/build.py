@@ -28,7 +28,7 @@ def build_request_path(cfg: ServeConfig, version: str, triton_url: str | None) -
     if cfg.threads < 1:
         raise RecsysError(f"serve.threads must be >= 1, got {cfg.threads}")
     bundle = load_bundle(*ArtefactStore(cfg.artefacts_root).resolve(version))
-    ranker = ranker_backend(cfg, bundle.ranker_dir, triton_url)
+    ranker = ranker_backend(cfg, bundle.ranker_dir, triton_url, bundle.version)
     if cfg.events.enabled:
         path = live_request_path(cfg, bundle, ranker)
     else:
@@ -78,16 +78,18 @@ def experiment_paths(path: RequestPath, cfg: ServeConfig, triton_url: str | None
                            lambda version: build_request_path(plain, version, triton_url))
 
 
-def ranker_backend(cfg: ServeConfig, ranker_dir: Path, triton_url: str | None
-                   ) -> RankerBackend | None:
-    """The client of ``cfg.ranker``; None for ``none`` (candidates in merge order)."""
+def ranker_backend(cfg: ServeConfig, ranker_dir: Path, triton_url: str | None,
+                   version: str) -> RankerBackend | None:
+    """The client of ``cfg.ranker``; None for ``none`` (candidates in merge order). Triton
+    serves each artefact version as its own model (``recsys.runtime.triton_models``)."""
     kind = RankerKind(cfg.ranker)
     if kind is RankerKind.triton:
+        from recsys.runtime.triton_models import model_name
         from recsys.serving.rankers import TritonRanker
 
         if not triton_url:
             raise RecsysError("serve.ranker=triton needs a running Triton (triton_url)")
-        return TritonRanker(triton_url)
+        return TritonRanker(triton_url, model_name(version))
     if kind is RankerKind.onnx:
         from recsys.serving.rankers import OnnxRanker
 

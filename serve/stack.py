@@ -59,9 +59,9 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
     from ray import serve
 
     from recsys.runtime.ray_local import local_ray
-    from recsys.runtime.tritonserver import tritonserver
     from serve.app import Router, deployment_options
     from serve.recommender import Recommender
+    from serve.triton_host import triton_models
 
     cfg = serve_settings(cfg)
     if not cfg.artefacts_root:
@@ -78,9 +78,10 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
         # before Ray starts: its processes inherit them
         stack.enter_context(scoped_environ(ray_serve_env(cfg.throughput_optimized, cfg.ingress,
                                                          cfg.host)))
-        triton = None
-        if cfg.ranker == RankerKind.triton:
-            triton = stack.enter_context(tritonserver(path / "ranker" / "triton_repository"))
+        triton = models = None
+        if cfg.ranker == RankerKind.triton:  # explicit model control: serve/triton_host.py
+            models = stack.enter_context(triton_models(cfg, artefacts, version))
+            triton = models.handle
         keys = api_keys()
         live = None
         if cfg.events.enabled:
@@ -122,13 +123,9 @@ def running_stack(cfg: ServeConfig | DictConfig) -> Iterator[Stack]:
         if cfg.version == "latest" and cfg.version_poll_s > 0:
             from serve.swap import VersionWatcher
 
-            if cfg.ranker == RankerKind.triton:
-                log.warning("hot swap is off with serve.ranker=triton (Triton serves the "
-                            "version it started with); serve.ranker=onnx follows latest")
-            else:
-                watcher = VersionWatcher(artefacts, version, deploy, cfg.version_poll_s,
-                                         cfg.canary, log_records(cfg) if live else None)
-                stack.callback(watcher.start().stop)
+            watcher = VersionWatcher(artefacts, version, deploy, cfg.version_poll_s,
+                                     cfg.canary, log_records(cfg) if live else None, models)
+            stack.callback(watcher.start().stop)
         url = f"http://{cfg.host}:{port}"
         log.info("recsys serving version %s on %s (ranker: %s)", version, url, cfg.ranker)
         yield Stack(url, version, triton.grpc_url if triton else None, triton,

@@ -2,7 +2,9 @@
 
 A ``VersionWatcher`` thread in the stack's process polls ``latest`` every
 ``serve.version_poll_s``. A new version is checked here first, before any traffic can reach
-it: every file its manifest lists is present, the bundle loads and the ranker's model opens.
+it: every file its manifest lists is present, the bundle loads and the ranker's model opens;
+under ``serve.ranker=triton`` Triton loads the version as a model of its own
+(``serve/triton_host.py``), and a Triton that refuses it keeps serving the old one.
 Then it is deployed in place: the Ray Serve app is re-run with ``user_config={"version": v}``,
 which calls ``Recommender.reconfigure`` on every replica without restarting one; each loads the
 version beside the served one and swaps it in with one assignment, so no request fails or
@@ -62,8 +64,11 @@ class VersionWatcher:
     def __init__(self, store: ArtefactStore, current: str,
                  deploy: Callable[[str, dict[str, Any] | None], None], poll_s: float,
                  canary: CanaryConfig | None = None,
-                 records: Callable[[], Iterable[dict[str, Any]]] | None = None) -> None:
+                 records: Callable[[], Iterable[dict[str, Any]]] | None = None,
+                 models: Any = None) -> None:
         self.store, self.current, self.deploy, self.poll_s = store, current, deploy, poll_s
+        self.models = models  # serve.triton_host.TritonModels under serve.ranker=triton
+        self.previous: str | None = None  # the version before current: kept loaded
         self.canary_cfg, self.records = canary or CanaryConfig(), records
         self.refused: dict[str, str] = {}
         self.swaps: list[str] = []
@@ -98,16 +103,30 @@ class VersionWatcher:
         if latest == self.current or latest in self.refused:
             return None
         try:
-            check_version(self.store, latest)
+            self.ready(latest)
         except RecsysError as err:
             self.refused[latest] = str(err)
             log.error("not deploying %s (still serving %s): %s", latest, self.current, err)
             return None
         log.info("deploying version %s in place of %s", latest, self.current)
         self.deploy(latest, self.served_canary())
-        self.current = latest
-        self.swaps.append(latest)
+        self.swapped(latest)
         return latest
+
+    def ready(self, version: str) -> None:
+        """Check ``version`` and, under Triton, load its model: raise before any traffic."""
+        check_version(self.store, version)
+        if self.models is not None:
+            self.models.load(version)
+
+    def swapped(self, version: str) -> None:
+        """``version`` now serves: remember it, unload what nothing needs any more."""
+        self.previous, self.current = self.current, version
+        self.swaps.append(version)
+        if self.models is not None:
+            keep = {self.current, self.previous} | ({self.canary["version"]} if self.canary
+                                                      else set())
+            self.models.retire(keep)
 
     def served_canary(self) -> dict[str, Any] | None:
         c = self.canary
@@ -124,7 +143,7 @@ class VersionWatcher:
         version = state["version"]
         if self.canary is None or self.canary["version"] != version:
             try:
-                check_version(self.store, version)
+                self.ready(version)
             except RecsysError as err:
                 return self.finish(path, state, "rolled_back", f"refused: {err}")
             self.canary = {"version": version, "share": float(state["share"])}
@@ -151,8 +170,7 @@ class VersionWatcher:
             self.canary = None
             self.store.activate(version)
             self.deploy(version, None)
-            self.current = version
-            self.swaps.append(version)
+            self.swapped(version)
             return self.finish(path, state, "promoted", verdict.reason)
         write_json(path, state)
         return "running"

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from recsys.runtime.ports import LOCALHOST, free_ports
@@ -201,6 +201,7 @@ def tritonserver(
     log_verbose: int = 0,
     exit_timeout_s: int = 5,
     log_dir: str | Path | None = None,
+    load_models: Sequence[str] | None = None,
 ) -> Iterator[TritonHandle]:
     """Serve every model in ``repo_dir`` on free HTTP/gRPC/metrics ports of ``host``.
 
@@ -208,10 +209,17 @@ def tritonserver(
     the server and all its models are ready; raises ``TritonStartError`` if the server exits or is
     not ready within ``timeout_s``. The server log goes to ``log_dir/tritonserver.log`` (a temporary
     folder, removed on exit, unless ``log_dir`` is given). ``exit_timeout_s`` bounds the server's
-    own wait for in-flight requests at shutdown.
+    own wait for in-flight requests at shutdown. ``load_models``: explicit model control
+    (``--model-control-mode=explicit``): only these models are loaded at start, and the caller
+    loads and unloads others while it runs (``triton_models.ServedModels``); None: every model.
     """
     repo_dir = Path(repo_dir).resolve()
     models = _models(repo_dir)
+    if load_models is not None:
+        missing = sorted(set(load_models) - set(models))
+        if missing:
+            raise TritonStartError(f"no model {missing} under {repo_dir}")
+        models = tuple(load_models)
     check_numpy_for_stub()  # the stub runs under this interpreter (see server_env)
     dist = pytriton_dist()
     with contextlib.ExitStack() as stack:
@@ -234,6 +242,8 @@ def tritonserver(
             f"--exit-timeout-secs={exit_timeout_s}",
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         ]
+        if load_models is not None:
+            cmd += ["--model-control-mode=explicit", *(f"--load-model={m}" for m in models)]
         handle = TritonHandle(
             host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
             models=models, log_path=logs / "tritonserver.log",

@@ -29,7 +29,7 @@ from recsys.experiments.interleave import draft_seed, team_draft
 from recsys.experiments.settings import ArmConfig, ExperimentConfig
 from recsys.serving.arms import ArmPath, arm_settings, check_sources
 from recsys.serving.request_path import RequestPath
-from recsys.serving.settings import RankerKind, ServeConfig
+from recsys.serving.settings import ServeConfig
 from recsys.serving.stages import Request, Result
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def check_experiments(cfg: ServeConfig, versions: Callable[[str], str]) -> Exper
     (or the store's ``RecsysError``) is one line for the command line."""
     plan = ExperimentPlan(cfg.experiments)
     check_layers_apart(plan.experiments)
-    served = versions(cfg.version)
+    versions(cfg.version)
     for name, exp in plan.experiments.items():
         for i, arm in enumerate(exp.arms):
             where = f"serve.experiments.{name}.arms[{i}]"
@@ -85,13 +85,9 @@ def check_experiments(cfg: ServeConfig, versions: Callable[[str], str]) -> Exper
             if not arm.version:
                 continue
             try:
-                version = versions(arm.version)
+                versions(arm.version)
             except Exception as err:  # noqa: BLE001 - named, whatever the store raised
                 raise ExperimentError(f"{where}.version: {err}") from None
-            if version != served and cfg.ranker == RankerKind.triton:
-                raise ExperimentError(
-                    f"{where}.version: {arm.version} is not the served version, and Triton "
-                    f"serves one ranker model; run the stack with serve.ranker=onnx")
     return plan
 
 
