@@ -13,6 +13,9 @@ Guardrails, judged on the log at every check (``CanaryConfig.check_s``):
 Verdict: any failed guardrail rolls back (naming it). Otherwise the canary is promoted when it
 *wins* (every engagement guardrail significantly better) or *holds* (each arm has
 ``min_users`` users and ``min_duration_s`` has passed with nothing failed); until then it runs.
+A canary nobody sees (``unserved_users`` expected by its share, none seen: the replicas could
+not load it and serve the control) and one still undecided after ``max_duration_s`` are rolled
+back, so a canary always ends.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ class CanaryConfig:
     latency_tolerance: float = 0.25  # canary p99 may exceed the control's by this share
     min_latency_samples: int = 200  # exposures per arm before latency is judged
     check_s: float = 60.0  # how often the stack judges a running canary
+    # rolled back when, by the share, this many users should have seen it and none has: its
+    # version did not load on the replicas, which serve the control instead
+    unserved_users: int = 20
+    max_duration_s: float = 86_400.0  # still undecided after this long: rolled back (0: never)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,11 @@ def judge(records: Iterable[dict[str, Any]], cfg: CanaryConfig, version: str,
     """The canary's verdict from the log (module doc); ``since_ms``: when it started (an
     earlier canary's exposures and engagement are not this one's)."""
     experiment = canary_experiment(version, cfg.share)
-    data = collect((r for r in records if int(r.get("ts_ms", 0)) >= since_ms), experiment)
+    records = [r for r in records if isinstance(r, dict) and int(r.get("ts_ms", 0)) >= since_ms]
+    data = collect(records, experiment)
+    # every user served since the start, in the canary's arms or not (a replica that could
+    # not load the canary serves without it, and logs no canary arm)
+    served = len({r.get("user_id") for r in records if r.get("type") == "impression"})
     table = user_table(data)
     arms = table["arm"].to_numpy()
     users = {arm: int((arms == arm).sum()) for arm in ("control", CANARY)}
@@ -97,12 +108,18 @@ def judge(records: Iterable[dict[str, Any]], cfg: CanaryConfig, version: str,
         return Verdict(ROLLBACK, f"latency p99 {latency[CANARY]:.1f} ms over the control's "
                        f"{latency['control']:.1f} ms by more than "
                        f"{100 * cfg.latency_tolerance:g} %", users, checks, latency)
+    if users[CANARY] == 0 and served * cfg.share >= cfg.unserved_users:
+        return Verdict(ROLLBACK, f"not served: {served} users served and none on the canary "
+                       "(its version did not load on the replicas)", users, checks, latency)
     if checks and all(c["better"] for c in checks.values()):
         return Verdict(PROMOTE, "wins: every guardrail better on the canary", users, checks,
                        latency)
     if min(users.values()) >= cfg.min_users and elapsed_s >= cfg.min_duration_s:
         return Verdict(PROMOTE, f"holds: {min(users.values())} users per arm, nothing worse",
                        users, checks, latency)
+    if cfg.max_duration_s > 0 and elapsed_s >= cfg.max_duration_s:
+        return Verdict(ROLLBACK, f"undecided after {elapsed_s:.0f} s (max_duration_s): "
+                       f"{users['control']} / {users[CANARY]} users", users, checks, latency)
     return Verdict(RUNNING, f"watching: {users['control']} / {users[CANARY]} users",
                    users, checks, latency)
 

@@ -86,3 +86,23 @@ def test_an_earlier_canarys_records_are_not_this_ones():
                                                                    CANARY: 0.4}, seed=1)]
     assert judge(shunned + later, CFG, "v2", 3600).state == ROLLBACK
     assert judge(shunned + later, CFG, "v2", 3600, since_ms=10**9).state == PROMOTE
+
+
+def test_a_canary_the_replicas_could_not_load_is_rolled_back():
+    """Replicas that fail to load the canary's version serve without it (no canary arm)."""
+    unserved = [{**r, "experiments": []} if r["type"] == "impression" else r
+                for r in log(600, {"control": 0.4, CANARY: 0.4})]
+    verdict = judge(unserved, CFG, "v2", 60)
+    assert verdict.state == ROLLBACK and verdict.reason.startswith("not served")
+    few = [r for r in unserved if r["user_id"] < 30]  # 30 users x share 0.5: 15 < 20
+    assert judge(few, CFG, "v2", 60).state == RUNNING
+
+
+def test_an_undecided_canary_ends_at_max_duration():
+    records = log(100, {"control": 0.4, CANARY: 0.4})
+    assert judge(records, CFG, "v2", 3600).state == RUNNING
+    late = judge(records, CanaryConfig(share=0.5, min_users=150, max_duration_s=3000), "v2",
+                 3600)
+    assert late.state == ROLLBACK and late.reason.startswith("undecided after 3600 s")
+    never = CanaryConfig(share=0.5, min_users=150, max_duration_s=0)
+    assert judge(records, never, "v2", 10**7).state == RUNNING
